@@ -1,0 +1,245 @@
+"""`recon baseline METHOD SCAN`: run a classical or AtlasNet-style baseline into a run folder.
+
+Each method is one entry of :data:`METHODS` pointing at a click command; commands share
+:func:`method_options` (SCAN, -o, --seed, --force) and :func:`write_baseline_run`, so a new method is one
+command function plus one entry here.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import time
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+
+import click
+
+# method -> (module, attribute, one-line help shown without importing the module)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "poisson": ("recon.cli.baseline", "poisson_cmd", "Screened Poisson (PyMeshLab or Open3D)."),
+    "atlasnet-sphere": ("recon.cli.baseline", "atlasnet_sphere_cmd", "AtlasNet-style: one deformed sphere."),
+    "atlasnet-patch": ("recon.cli.baseline", "atlasnet_patch_cmd", "AtlasNet-style: one square patch."),
+    "atlasnet-25": ("recon.cli.baseline", "atlasnet_25_cmd", "AtlasNet-style: 25 square patches."),
+}
+
+
+class MethodGroup(click.Group):
+    """Subcommands looked up in :data:`METHODS` and imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(METHODS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in METHODS:
+            return None
+        module, attr, _ = METHODS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Methods"):
+            formatter.write_dl([(name, METHODS[name][2]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=MethodGroup)
+def baseline() -> None:
+    """Fit a baseline to SCAN and write a run folder (mesh.ply in the scan's frame, config, meta, DONE)."""
+
+
+def method_options(method: str):
+    """Decorator adding the arguments every baseline takes: SCAN, -o/--output, --seed, --force."""
+
+    def decorate(command):
+        command = click.option("--force", is_flag=True, help="Reuse a non-empty run folder.")(command)
+        command = click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")(command)
+        command = click.option(
+            "-o",
+            "--output",
+            type=click.Path(file_okay=False, path_type=Path),
+            help=f"Run folder [default: runs/<scan name>-{method}].",
+        )(command)
+        return click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))(command)
+
+    return decorate
+
+
+def field_help(config_class: type) -> dict[str, str]:
+    """Map each dataclass field to the docstring written under it (the ``--help`` text)."""
+    return dict(_field_docstrings(config_class))
+
+
+@cache
+def _field_docstrings(config_class: type) -> tuple[tuple[str, str], ...]:
+    body = ast.parse(inspect.getsource(config_class)).body[0].body
+    docs = []
+    for field_node, doc_node in zip(body, body[1:], strict=False):
+        if (
+            isinstance(field_node, ast.AnnAssign)
+            and isinstance(field_node.target, ast.Name)
+            and isinstance(doc_node, ast.Expr)
+            and isinstance(doc_node.value, ast.Constant)
+            and isinstance(doc_node.value.value, str)
+        ):
+            docs.append((field_node.target.id, " ".join(doc_node.value.value.split())))
+    return tuple(docs)
+
+
+def write_baseline_run(
+    output: Path, method: str, scan: Path, config, seed: int, force: bool, run_method, write_extra=None
+) -> Path:
+    """Call ``run_method()`` -> (vertices, faces, info) and write its run folder.
+
+    The folder is checked before and written only after the method succeeds, so a failure leaves nothing
+    behind; ``write_extra(run)``, if given, adds method-specific files (e.g. a checkpoint); DONE is written
+    last.
+    """
+    from recon.errors import RunDirError
+    from recon.io import save_mesh
+    from recon.run import RunFolder, environment_metadata
+
+    if output.is_dir() and any(output.iterdir()) and not force:
+        raise RunDirError(f"{output} is not empty; pass --force to overwrite it or choose another -o")
+    meta = environment_metadata(device="cpu", seed=seed)
+    start = time.perf_counter()
+    vertices, faces, info = run_method()
+    seconds = time.perf_counter() - start
+
+    run = RunFolder.create(output, force=force)
+    run.write_json("config.json", {"method": method, "scan": str(scan.resolve()), method: asdict(config)})
+    save_mesh(run.mesh_path, vertices, faces, force=True)
+    run.write_json("meta.json", {**meta, "method": method, "seconds": seconds, "info": info})
+    if write_extra is not None:
+        write_extra(run)
+    run.mark_done({"method": method, "seconds": seconds, "n_vertices": len(vertices), "n_faces": len(faces)})
+    return run.path
+
+
+def _poisson_option(name: str, field: str, **kwargs):
+    """A click option whose default and help come from the PoissonConfig field."""
+    from recon.baselines.poisson import PoissonConfig
+
+    default = getattr(PoissonConfig(), field)
+    return click.option(
+        name, field, default=default, show_default=True, help=field_help(PoissonConfig)[field], **kwargs
+    )
+
+
+@click.command("poisson")
+@method_options("poisson")
+@_poisson_option("--depth", "depth", type=click.IntRange(1, 16))
+@_poisson_option("--backend", "backend", type=click.Choice(["pymeshlab", "open3d"]))
+@_poisson_option("--trim", "density_trim_quantile", type=click.FloatRange(0, 1, max_open=True))
+@_poisson_option("--normals", "normals", type=click.Choice(["auto", "scan", "estimate"]))
+@_poisson_option("--point-weight", "point_weight", type=click.FloatRange(min=0))
+@_poisson_option("--samples-per-node", "samples_per_node", type=click.FloatRange(min=1))
+@_poisson_option("--threads", "threads", type=click.IntRange(min=0))
+def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **options) -> None:
+    """Screened Poisson reconstruction of SCAN (normals from the scan, or estimated and oriented)."""
+    from recon.baselines.poisson import PoissonConfig, screened_poisson
+
+    config = PoissonConfig(**options, seed=seed)
+    config.validate()
+    output = output or Path("runs") / f"{scan.stem}-poisson"
+
+    def run_method():
+        points, scan_normals = _scan_points_and_normals(scan)
+        return screened_poisson(points, scan_normals, config)
+
+    path = write_baseline_run(output, "poisson", scan, config, seed, force, run_method)
+    click.echo(f"wrote {path / 'mesh.ply'}")
+
+
+def _scan_points_and_normals(scan: Path):
+    """Scan points (n, 3) and normals (n, 3) or None; a triangulated scan gives its vertex normals."""
+    from recon.io import load_scan
+    from recon.normals import vertex_normals_from_faces
+
+    cloud = load_scan(scan)
+    if cloud.normals is None and cloud.faces is not None and len(cloud.faces) > 0:
+        return cloud.points, vertex_normals_from_faces(cloud.points, cloud.faces)
+    return cloud.points, cloud.normals
+
+
+def _atlasnet_option(name: str, field: str, **kwargs):
+    """A click option whose default and help come from the AtlasNetConfig field."""
+    from recon.baselines.atlasnet import AtlasNetConfig
+
+    default = getattr(AtlasNetConfig(), field)
+    return click.option(
+        name, field, default=default, show_default=True, help=field_help(AtlasNetConfig)[field], **kwargs
+    )
+
+
+def _atlasnet_command(method: str) -> click.Command:
+    """The click command of AtlasNet-style ``method`` (template and chart count fixed by the method)."""
+
+    @click.command(
+        method,
+        help=(
+            f"AtlasNet-style charts ({method}) fitted to SCAN by squared Chamfer; the mesh is the template "
+            "connectivity mapped through the charts (open, charts may overlap)."
+        ),
+    )
+    @method_options(method)
+    @_atlasnet_option("--steps", "steps", type=click.IntRange(min=1))
+    @_atlasnet_option("--n-points", "n_points", type=click.IntRange(min=1))
+    @_atlasnet_option("--mesh-vertices", "mesh_vertices", type=click.IntRange(min=1))
+    @click.option(
+        "--full-scan",
+        is_flag=True,
+        help="Compare with the whole scan through KD-trees instead of a random subset per step.",
+    )
+    @_atlasnet_option("--device", "device", type=click.Choice(["auto", "cpu", "cuda"]))
+    def command(scan: Path, output: Path | None, seed: int, force: bool, full_scan: bool, **options) -> None:
+        from recon.baselines.atlasnet import fit_atlasnet_with_state, method_config
+        from recon.io import load_scan
+
+        config = method_config(method, **options, scan_subset=not full_scan, seed=seed)
+        config.validate()
+        output = output or Path("runs") / f"{scan.stem}-{method}"
+        state = {}
+
+        def run_method():
+            vertices, faces, info, state["checkpoint"] = fit_atlasnet_with_state(
+                load_scan(scan).points, config, _atlasnet_progress(config.steps)
+            )
+            return vertices, faces, info
+
+        def write_checkpoint(run) -> None:
+            run.save_checkpoint(state["checkpoint"])
+
+        path = write_baseline_run(output, method, scan, config, seed, force, run_method, write_checkpoint)
+        click.echo(f"wrote {path / 'mesh.ply'} (open chart mesh, not watertight)")
+
+    return command
+
+
+def _atlasnet_progress(total: int):
+    """Progress callback printing the loss about ten times on stderr."""
+    every = max(total // 10, 1)
+    started = time.perf_counter()
+
+    def report(log) -> None:
+        if log.step % every == 0 or log.step == total:
+            elapsed = time.perf_counter() - started
+            click.echo(f"step {log.step}/{total}  loss {log.loss:.3e}  {elapsed:.1f}s", err=True)
+
+    return report
+
+
+_ATLASNET_COMMANDS = {
+    "atlasnet_sphere_cmd": "atlasnet-sphere",
+    "atlasnet_patch_cmd": "atlasnet-patch",
+    "atlasnet_25_cmd": "atlasnet-25",
+}
+
+
+@cache
+def __getattr__(name: str) -> click.Command:
+    # Built on first access: their option defaults come from AtlasNetConfig, whose module imports torch,
+    # which `recon baseline poisson` should not pay for.
+    if name in _ATLASNET_COMMANDS:
+        return _atlasnet_command(_ATLASNET_COMMANDS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

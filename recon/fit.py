@@ -1,0 +1,399 @@
+"""Fitting a neural level set to a scan: configuration, presets and the training loop.
+
+One optimizer step (DESIGN.md §3):
+  1. a batch of scan points X_b → data term mean|F(x)|;
+  2. zero-level-set samples: seeds near X_b (σ = 0.1) and uniform in the seed box, moved onto F = 0 by
+     generalized Newton — from fresh seeds every step (``paper``) or carried across steps and refreshed
+     in part, one or two Newton moves per step (``warm_start``, the fast presets);
+  3. general level-set samples X_b + N(0, σ²) for σ in ``general_sigmas``, each on its own level c;
+  4. all samples go through the sample network p(θ) and the level-set term mean| d(p(θ), X) − |c| |.
+The fast preset may add a normal-alignment term when the scan has oriented normals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from recon.errors import ConfigError
+from recon.levelset import MIN_GRAD_SQ, gaussian_seeds, project_to_zero_level_set, uniform_seeds
+from recon.lipschitz.implicit import LipschitzImplicit, LipschitzImplicitConfig
+from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.models.implicit import ImplicitConfig, ImplicitMLP
+
+
+@dataclass
+class FitConfig:
+    """Everything a fit depends on. Saved, fully resolved, as config.json in every run folder."""
+
+    preset: str = "fast"
+    """Name of the preset these values started from."""
+    model_type: str = "mlp"
+    """'mlp' (ImplicitMLP, configured by `model`) or 'lipschitz' (1-Lipschitz LipschitzImplicit, configured
+    by `lipschitz`: |F(x)| is then a lower bound on the distance from x to the zero set)."""
+    model: ImplicitConfig = field(default_factory=ImplicitConfig)
+    """Implicit MLP architecture (model_type='mlp')."""
+    lipschitz: LipschitzImplicitConfig = field(default_factory=LipschitzImplicitConfig)
+    """1-Lipschitz network architecture (model_type='lipschitz')."""
+    steps: int = 50_000
+    """Optimizer steps."""
+    max_points: int = 100_000
+    """Scan points kept (random subset, fixed seed); the reference keeps 100k."""
+    batch_points: int = 10_000
+    """Scan points per step (data term and sample seeds)."""
+    zero_samples: int = 5_000
+    """Zero-level-set samples per step."""
+    uniform_fraction: float = 0.2
+    """Share of zero-level-set seeds drawn uniformly in the seed box instead of near the scan."""
+    seed_sigma: float = 0.1
+    """Std of the Gaussian around scan points for zero-level-set seeds (working units)."""
+    seed_bound: float = 1.1
+    """Half-side of the box for uniform seeds."""
+    general_sigmas: tuple[float, ...] = (0.01, 0.2)
+    """Std of the Gaussians around scan points for general level-set samples (one set per value)."""
+    general_samples: int = 5_000
+    """General level-set samples per sigma."""
+    newton_steps: int = 10
+    """Generalized-Newton steps per optimizer step (from fresh seeds, or on the carried pool)."""
+    newton_tol: float = 1e-5
+    """|F| below which a sample counts as on the zero set."""
+    warm_start: bool = False
+    """Carry zero-level-set samples across steps and refresh a part of them each step."""
+    refresh_fraction: float = 0.25
+    """With warm_start: share of the pool replaced by fresh seeds each step."""
+    loss_form: str = "2020"
+    """'2020' mean|d − |c|| + λ mean|F| (reference HEAD) or '2019' mean|d² − c²| + λ mean F²."""
+    data_weight: float = 3.0
+    """λ, weight of the data term."""
+    normal_weight: float = 0.0
+    """Weight of mean(1 − cos(∇F(x), n(x))) on scan points with oriented normals (0 = off, as the reference)."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    lr_schedule: str = "constant"
+    """'constant' (reference) or 'cosine' (decays to lr_final_factor·lr at the last step)."""
+    lr_final_factor: float = 0.05
+    """Final learning rate as a fraction of lr for the cosine schedule."""
+    resolution: int = 500
+    """Marching-cubes grid points per axis over [-bound, bound]³."""
+    extract_bound: float = 1.2
+    """Half-side of the meshing box (working units)."""
+    keep_largest_component: bool = True
+    """Drop all but the largest connected component of the mesh."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    seed: int = 0
+    """Seed of every random choice (subsampling, batches, seeds, initialization)."""
+    log_every: int = 50
+    """Steps between log lines / metrics.jsonl records."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> FitConfig:
+        """Raise ConfigError for values no fit can use; returns self."""
+        checks = [
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.max_points >= 32, "max_points must be >= 32"),
+            (self.batch_points >= 1 and self.zero_samples >= 1, "batch_points and zero_samples must be >= 1"),
+            (0.0 <= self.uniform_fraction <= 1.0, "uniform_fraction must be in [0, 1]"),
+            (0.0 <= self.refresh_fraction <= 1.0, "refresh_fraction must be in [0, 1]"),
+            (self.newton_steps >= 0, "newton_steps must be >= 0"),
+            (self.loss_form in {"2019", "2020"}, "loss_form must be 2019 or 2020"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.lr_schedule in {"constant", "cosine"}, "lr_schedule must be constant or cosine"),
+            (16 <= self.resolution <= 2048, "resolution must be in [16, 2048]"),
+            (self.extract_bound > 1.0, "extract_bound must exceed the unit cube the scan is normalized into"),
+            (self.model_type in {"mlp", "lipschitz"}, "model_type must be mlp or lipschitz"),
+            (self.model.activation in {"relu", "softplus"}, "model.activation must be relu or softplus"),
+            (self.model.skip in {"all", "middle", "none"}, "model.skip must be all, middle or none"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        resolve_device(self.device)
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known - {"scan", "levers"}
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        values = {k: v for k, v in d.items() if k in known}
+        model = dict(values.get("model", {}))
+        if "grid_resolutions" in model:
+            model["grid_resolutions"] = tuple(model["grid_resolutions"])
+        values["model"] = ImplicitConfig(**model)
+        values["lipschitz"] = LipschitzImplicitConfig(**dict(values.get("lipschitz", {})))
+        if "general_sigmas" in values:
+            values["general_sigmas"] = tuple(values["general_sigmas"])
+        return cls(**values)
+
+    def levers(self) -> dict:
+        """What this configuration changes relative to the faithful reference (for the run folder)."""
+        ref = PRESETS["paper"]()
+        mine, theirs = self.to_dict(), ref.to_dict()
+        return {
+            f.name: mine[f.name]
+            for f in fields(self)
+            if f.name not in {"preset", "device", "seed", "log_every", "checkpoint_every"}
+            and mine[f.name] != theirs[f.name]
+        }
+
+
+def paper_preset() -> FitConfig:
+    """Faithful to the reference implementation (2020 release); meant for a GPU."""
+    return FitConfig(preset="paper")
+
+
+def fast_preset() -> FitConfig:
+    """A CPU-sized variant of the same loss: small Softplus MLP, warm-started samples, scan normals."""
+    return FitConfig(
+        preset="fast",
+        model=ImplicitConfig(
+            depth=4, width=128, activation="softplus", skip="none", init_radius=0.5, encoding_frequencies=4
+        ),
+        steps=1_000,
+        batch_points=4_000,
+        zero_samples=3_000,
+        general_samples=2_000,
+        newton_steps=1,
+        warm_start=True,
+        refresh_fraction=0.2,
+        normal_weight=0.3,
+        lr=3e-3,
+        lr_schedule="cosine",
+        resolution=256,
+        log_every=25,
+        checkpoint_every=200,
+    )
+
+
+def tiny_preset() -> FitConfig:
+    """Tiny settings for unit tests and smoke runs (seconds on a CPU)."""
+    return replace(
+        fast_preset(),
+        preset="tiny",
+        model=ImplicitConfig(depth=3, width=64, activation="softplus", skip="none", init_radius=0.5),
+        steps=200,
+        batch_points=1_000,
+        zero_samples=500,
+        general_samples=500,
+        resolution=48,
+        log_every=20,
+        checkpoint_every=50,
+    )
+
+
+PRESETS: dict[str, Callable[[], FitConfig]] = {
+    "fast": fast_preset,
+    "paper": paper_preset,
+    "tiny": tiny_preset,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; refuses 'cuda' without a CUDA device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA device is available")
+    if name not in {"cpu", "cuda"}:
+        raise ConfigError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def build_model(config: FitConfig) -> torch.nn.Module:
+    """The implicit network a config asks for (geometric/sphere initialization either way)."""
+    if config.model_type == "lipschitz":
+        return LipschitzImplicit(config.lipschitz)
+    return ImplicitMLP(config.model)
+
+
+@dataclass
+class StepLog:
+    """Loss terms of one step."""
+
+    step: int
+    loss: float
+    levelset: float
+    data: float
+    normal: float
+    lr: float
+    seconds: float
+    zero_residual: float
+    """mean |F| of the zero-level-set samples: how far the carried samples are from the zero set."""
+
+
+class LevelSetFitter:
+    """Owns the network, optimizer, sample pool and RNG of one fit; steps it and (de)serializes it.
+
+    Parameters
+    ----------
+    points : (n, 3) float array
+        Scan points in the working frame.
+    normals : (n, 3) float array or None
+        Oriented unit normals of the scan points, if known.
+    config : FitConfig
+    """
+
+    def __init__(self, points: np.ndarray, normals: np.ndarray | None, config: FitConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        use_normals = normals is not None and config.normal_weight > 0
+        self.normals = (
+            torch.as_tensor(normals, dtype=torch.float32, device=self.device) if use_normals else None
+        )
+        self.nearest = NearestScanPoint(self.points)
+        self.model = build_model(config).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.step = 0
+        self.seconds = 0.0
+        self.pool: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- sampling
+    def _randint(self, high: int, n: int) -> torch.Tensor:
+        return torch.randint(high, (n,), generator=self.generator).to(self.device)
+
+    def _fresh_zero_seeds(self, n: int) -> torch.Tensor:
+        cfg = self.config
+        n_uniform = int(round(n * cfg.uniform_fraction))
+        near = self.points[self._randint(len(self.points), n - n_uniform)]
+        near = gaussian_seeds(near, cfg.seed_sigma, self.generator)
+        box = uniform_seeds(n_uniform, cfg.seed_bound, device=self.device, generator=self.generator)
+        return torch.cat([near, box])
+
+    def _zero_level_samples(self) -> torch.Tensor:
+        """(m, 3) zero-level-set samples for this step, before the final evaluation."""
+        cfg = self.config
+        if cfg.warm_start and self.pool is not None:
+            n_new = int(round(cfg.zero_samples * cfg.refresh_fraction))
+            keep = self.pool[n_new:] if n_new else self.pool
+            p = torch.cat([keep, self._fresh_zero_seeds(n_new)]) if n_new else keep
+        else:
+            p = self._fresh_zero_seeds(cfg.zero_samples)
+        projection = project_to_zero_level_set(
+            self.model, p, max_steps=cfg.newton_steps, tol=cfg.newton_tol, max_move=cfg.seed_bound
+        )
+        return self._bounded(projection.points)
+
+    def _bounded(self, p: torch.Tensor) -> torch.Tensor:
+        # Newton moves from flat regions can fly far away; keep samples in the meshing box.
+        bound = self.config.extract_bound
+        return p.clamp(-bound, bound)
+
+    def _general_samples(self) -> torch.Tensor:
+        cfg = self.config
+        sets = []
+        for sigma in cfg.general_sigmas:
+            centers = self.points[self._randint(len(self.points), cfg.general_samples)]
+            sets.append(gaussian_seeds(centers, sigma, self.generator))
+        return torch.cat(sets) if sets else self.points[:0]
+
+    # ---------------------------------------------------------------- training
+    def learning_rate(self, step: int) -> float:
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return cfg.lr
+        if cfg.lr_schedule == "cosine":
+            t = min(step / max(cfg.steps, 1), 1.0)
+            final = cfg.lr * cfg.lr_final_factor
+            return final + 0.5 * (cfg.lr - final) * (1.0 + math.cos(math.pi * t))
+        raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}")
+
+    def train_step(self) -> StepLog:
+        """One optimizer step; returns its loss terms."""
+        cfg = self.config
+        start = time.perf_counter()
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        batch_idx = self._randint(len(self.points), cfg.batch_points)
+        zero = self._zero_level_samples()
+        general = self._general_samples()
+        samples = torch.cat([zero, general])
+        n_data = cfg.batch_points
+
+        # One forward pass serves the data term, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
+        inputs = torch.cat([self.points[batch_idx], samples]).requires_grad_(True)
+        values = self.model(inputs)
+        need_data_grad = self.normals is not None
+        (grads,) = torch.autograd.grad(values.sum(), inputs, create_graph=need_data_grad, retain_graph=True)
+        sample_values = values[n_data:]
+        sample_grads = grads[n_data:].detach()
+        levels = sample_values.detach()
+        grad_sq = (sample_grads * sample_grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
+        moved = samples.detach() - ((sample_values - levels) / grad_sq)[:, None] * sample_grads
+
+        levelset = levelset_sample_term(moved, levels, self.nearest, cfg.loss_form)
+        data = data_term(values[:n_data], cfg.loss_form)
+        loss = levelset + cfg.data_weight * data
+        normal = torch.zeros((), device=self.device)
+        if need_data_grad:
+            normal = normal_term(grads[:n_data], self.normals[batch_idx])
+            loss = loss + cfg.normal_weight * normal
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+        if cfg.warm_start:
+            self.pool = zero.detach()
+        self.step += 1
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        return StepLog(
+            step=self.step,
+            loss=float(loss.detach()),
+            levelset=float(levelset.detach()),
+            data=float(data.detach()),
+            normal=float(normal.detach()),
+            lr=lr,
+            seconds=elapsed,
+            zero_residual=float(levels[: len(zero)].abs().mean()),
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def field(self, points: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """F at (n, 3) working-frame points → (n,) float32."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(points), chunk):
+            x = torch.as_tensor(points[start : start + chunk], dtype=torch.float32, device=self.device)
+            out.append(self.model(x).float().cpu().numpy())
+        self.model.train()
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "seconds": self.seconds,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "pool": self.pool.cpu() if self.pool is not None else torch.zeros(0, 3),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        pool = state["pool"]
+        self.pool = pool.to(self.device) if len(pool) else None

@@ -1,0 +1,1 @@
+"""Implicit networks and chart networks."""

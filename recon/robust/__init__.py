@@ -1,0 +1,1 @@
+"""Adversarial robustness of image classifiers: data, models, attacks, level-set margin training, geometry."""

@@ -1,0 +1,356 @@
+"""Adversarial attacks in pixel units (images in [0, 1]) under an L∞ or L2 budget ε.
+
+Every attack returns adversarial images inside the ε-ball around x and inside [0, 1]; robust accuracy is
+the accuracy on them. All randomness comes from an explicit CPU ``torch.Generator``.
+
+FGSM / FGM: one signed (L∞) or normalized (L2) gradient step of the cross-entropy.
+PGD: projected gradient ascent from a random start on the cross-entropy or the margin f_r − f_y, keeping
+    per example the iterate with the largest margin (an iterate that fools the model is never lost).
+APGD: the step-size-adaptive PGD of Croce & Hein (2020) with momentum and checkpoints, on the
+    cross-entropy and on the DLR loss (AutoAttack's lesson: fixed-step PGD on one loss overstates robustness).
+DeepFool: minimal perturbation by iterated linearization (L2 or L∞), projected onto the ε-ball.
+Universal: one perturbation v for all inputs, accumulated from DeepFool steps (Moosavi-Dezfooli et al. 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from recon.robust.boundary import margin
+
+NORMS = ("linf", "l2")
+ATTACKS = ("fgsm", "pgd", "pgd-margin", "apgd", "deepfool", "universal")
+
+
+# --------------------------------------------------------------------------- norms and projections
+def _flat_norm(v: torch.Tensor, norm: str) -> torch.Tensor:
+    """(n,) L∞ or L2 norm of each row of (n, ...) tensors."""
+    flat = v.reshape(len(v), -1)
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(dim=1)
+
+
+def _per_row(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(n,) values reshaped to broadcast against (n, ...) tensors."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """The point of the ε-ball around x (and of [0, 1]) nearest to x_adv in the L∞ case; for L2 the ball
+    projection followed by clipping (clipping only shrinks the perturbation, so it stays in the ball)."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        length = _flat_norm(delta, "l2").clamp_min(1e-12)
+        delta = delta * _per_row((eps / length).clamp(max=1.0), delta)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def _ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """sign(g) for L∞, g/‖g‖₂ for L2: the steepest-ascent unit step."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / _per_row(_flat_norm(grad, "l2").clamp_min(1e-12), grad)
+
+
+def _random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """x plus a perturbation uniform in the L∞ box, or uniform in the L2 ball."""
+    if norm == "linf":
+        noise = (2.0 * torch.rand(x.shape, generator=generator) - 1.0) * eps
+    else:
+        direction = torch.randn(x.shape, generator=generator)
+        direction = direction / _per_row(_flat_norm(direction, "l2"), direction)
+        dim = direction[0].numel()
+        radius = eps * torch.rand(len(x), generator=generator) ** (1.0 / dim)
+        noise = direction * _per_row(radius, direction)
+    return (x + noise.to(x.device)).clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- losses
+def attack_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """(n,) per-example loss an attacker maximizes: 'xent', 'margin' (f_r − f_y) or 'dlr'.
+
+    DLR (Croce & Hein 2020) is the margin divided by z_π1 − z_π3 (sorted logits), invariant to logit scale.
+    """
+    if loss == "xent":
+        return functional.cross_entropy(logits, labels, reduction="none")
+    if loss == "margin":
+        return margin(logits, labels)
+    if loss == "dlr":
+        ordered = logits.sort(dim=1, descending=True).values
+        third = ordered[:, 2] if logits.shape[1] > 2 else ordered[:, -1]
+        return margin(logits, labels) / (ordered[:, 0] - third + 1e-12)
+    raise ValueError(f"unknown attack loss {loss!r}")
+
+
+def _loss_and_grad(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-example loss (n,), its input gradient (n, ...) and the margin (n,), all detached."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        values = attack_loss(logits, labels, loss)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    return values.detach(), grad.detach(), margin(logits.detach(), labels)
+
+
+# --------------------------------------------------------------------------- attacks
+def fgsm(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float, norm: str = "linf"
+) -> torch.Tensor:
+    """One ε step along the sign (L∞) or the normalized gradient (L2) of the cross-entropy."""
+    _, grad, _ = _loss_and_grad(model, x, labels, "xent")
+    return project(x + eps * _ascent_direction(grad, norm), x, eps, norm)
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    loss: str = "xent",
+    steps: int = 40,
+    step_size: float | None = None,
+    restarts: int = 1,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Projected gradient ascent on ``loss``; returns the largest-margin iterate over steps and restarts.
+
+    ``step_size`` defaults to 2.5·ε/steps (Madry et al.), so the iterates can cross the whole ball.
+    """
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    best, best_margin = x.clone(), torch.full((len(x),), -math.inf, device=x.device)
+    for _ in range(restarts):
+        x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
+        for _ in range(steps):
+            _, grad, current = _loss_and_grad(model, x_adv, labels, loss)
+            best, best_margin = _keep_larger(best, best_margin, x_adv, current)
+            x_adv = project(x_adv + step_size * _ascent_direction(grad, norm), x, eps, norm)
+        with torch.no_grad():
+            best, best_margin = _keep_larger(best, best_margin, x_adv, margin(model(x_adv), labels))
+    return best
+
+
+def _keep_larger(
+    best: torch.Tensor, best_value: torch.Tensor, candidate: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    better = value > best_value
+    return torch.where(_per_row(better, best), candidate, best), torch.where(better, value, best_value)
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """Iterations at which APGD may halve its step (AutoAttack's integer schedule).
+
+    The first interval is 22% of the steps; each next one is 3% shorter, but at least 6%.
+    """
+    interval = max(int(0.22 * steps), 1)
+    shrink, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points = [0]
+    while points[-1] + interval <= steps:
+        points.append(points[-1] + interval)
+        interval = max(interval - shrink, shortest)
+    return points
+
+
+def apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    loss: str = "xent",
+    steps: int = 100,
+    rho: float = 0.75,
+    momentum: float = 0.75,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Auto-PGD (Croce & Hein 2020): step 2ε halved at checkpoints where progress stalled, with momentum.
+
+    At checkpoint w_j the step of an example is halved (and it restarts from its best point) when the loss
+    increased in fewer than ρ·(w_j − w_{j−1}) of the steps since w_{j−1}, or when neither the step nor the
+    best loss changed over that interval. Returns the best iterate by loss, or any iterate that fools.
+    """
+    checkpoints = apgd_checkpoints(steps)
+    step = torch.full((len(x),), 2.0 * eps, device=x.device)
+    x_prev = x_cur = _random_start(x, eps, norm, generator)
+    value, grad, current_margin = _loss_and_grad(model, x_cur, labels, loss)
+    best_x, best_value, best_grad = x_cur.clone(), value.clone(), grad.clone()
+    fooled_x, fooled_margin = x_cur.clone(), current_margin.clone()
+    increases = torch.zeros(len(x), device=x.device)
+    best_at_checkpoint, step_reduced = (
+        best_value.clone(),
+        torch.ones(len(x), dtype=torch.bool, device=x.device),
+    )
+    last_checkpoint = 0
+    for k in range(steps):
+        z = project(x_cur + _per_row(step, x) * _ascent_direction(grad, norm), x, eps, norm)
+        if k == 0:
+            x_next = z
+        else:
+            x_next = project(x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), x, eps, norm)
+        new_value, new_grad, new_margin = _loss_and_grad(model, x_next, labels, loss)
+        fooled_x, fooled_margin = _keep_larger(fooled_x, fooled_margin, x_next, new_margin)
+        increases += (new_value > value).float()
+        improved = new_value > best_value
+        best_x = torch.where(_per_row(improved, x), x_next, best_x)
+        best_grad = torch.where(_per_row(improved, x), new_grad, best_grad)
+        best_value = torch.where(improved, new_value, best_value)
+        x_prev, x_cur, value, grad = x_cur, x_next, new_value, new_grad
+        if k + 1 in checkpoints and k + 1 > last_checkpoint:
+            interval = k + 1 - last_checkpoint
+            stalled = increases < rho * interval
+            stuck = ~step_reduced & (best_at_checkpoint >= best_value)
+            reduce = stalled | stuck
+            step = torch.where(reduce, step / 2.0, step)
+            restart = _per_row(reduce, x)
+            x_cur = torch.where(restart, best_x, x_cur)
+            x_prev = torch.where(restart, best_x, x_prev)
+            grad = torch.where(restart, best_grad, grad)
+            value = torch.where(reduce, best_value, value)
+            step_reduced, best_at_checkpoint = reduce, best_value.clone()
+            increases.zero_()
+            last_checkpoint = k + 1
+    with torch.no_grad():
+        best_margin = margin(model(best_x), labels)
+    return torch.where(_per_row(fooled_margin > best_margin, x), fooled_x, best_x)
+
+
+def _candidate_gradients(
+    model: nn.Module, x: torch.Tensor, classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits f_c (n, m) and input gradients ∇f_c (n, m, d) of m candidate classes per example."""
+    n, m = classes.shape
+    with torch.enable_grad():
+        rep = x.detach().repeat_interleave(m, dim=0).requires_grad_(True)
+        logits = model(rep)
+        chosen = logits.gather(1, classes.reshape(-1, 1)).squeeze(1)
+        (grad,) = torch.autograd.grad(chosen.sum(), rep)
+    return chosen.detach().reshape(n, m), grad.detach().reshape(n, m, -1)
+
+
+@dataclass
+class DeepFoolResult:
+    """Minimal perturbations found by DeepFool.
+
+    perturbation : (n, C, H, W) float, r = x_adv − x
+    fooled : (n,) bool, whether x + r changes the prediction
+    iterations : (n,) int64
+    """
+
+    perturbation: torch.Tensor
+    fooled: torch.Tensor
+    iterations: torch.Tensor
+
+
+def deepfool(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    norm: str = "l2",
+    candidates: int = 10,
+    overshoot: float = 0.02,
+    max_iter: int = 50,
+    clip: bool = True,
+) -> DeepFoolResult:
+    """DeepFool (Moosavi-Dezfooli et al. 2016) from the predicted class towards the nearest linearized boundary.
+
+    Among the ``candidates`` top-scoring classes k ≠ k0, step to the boundary of the class minimizing
+    |f_k − f_k0| / ‖∇f_k − ∇f_k0‖_q (q the dual norm); the accumulated step is scaled by 1 + overshoot.
+    With ``clip`` the iterates stay in [0, 1] (images); without it the search is pure geometry of f.
+    """
+    with torch.no_grad():
+        logits = model(x)
+    m = min(candidates, logits.shape[1])
+    classes = logits.argsort(dim=1, descending=True)[:, :m]
+    original = classes[:, 0]
+    total = torch.zeros_like(x.reshape(len(x), -1))
+    iterations = torch.zeros(len(x), dtype=torch.int64, device=x.device)
+    x_adv = x.clone()
+    for _ in range(max_iter):
+        with torch.no_grad():
+            active = model(x_adv).argmax(dim=1) == original
+        if not bool(active.any()):
+            break
+        values, grads = _candidate_gradients(model, x_adv[active], classes[active])
+        w = grads[:, 1:] - grads[:, :1]
+        f = values[:, 1:] - values[:, :1]
+        dual = w.abs().sum(dim=2) if norm == "linf" else w.norm(dim=2)
+        distance = f.abs() / dual.clamp_min(1e-12)
+        best = distance.argmin(dim=1)
+        w_best = w[torch.arange(len(best)), best]
+        f_best = f[torch.arange(len(best)), best].abs()
+        if norm == "linf":
+            step = (
+                _per_row(f_best / dual[torch.arange(len(best)), best].clamp_min(1e-12), w_best)
+                * w_best.sign()
+            )
+        else:
+            step = _per_row((f_best + 1e-4) / (w_best.norm(dim=1) ** 2).clamp_min(1e-12), w_best) * w_best
+        total[active] += step
+        iterations[active] += 1
+        moved = x + (1 + overshoot) * total.reshape(x.shape)
+        x_adv = moved.clamp(0.0, 1.0) if clip else moved
+    with torch.no_grad():
+        fooled = model(x_adv).argmax(dim=1) != original
+    return DeepFoolResult(perturbation=x_adv - x, fooled=fooled, iterations=iterations)
+
+
+def deepfool_attack(
+    model: nn.Module, x: torch.Tensor, eps: float, *, norm: str = "linf", max_iter: int = 50
+) -> torch.Tensor:
+    """DeepFool's minimal perturbation projected onto the ε-ball (robust if it needs more than ε)."""
+    result = deepfool(model, x, norm=norm, max_iter=max_iter)
+    return project(x + result.perturbation, x, eps, norm)
+
+
+def universal_perturbation(
+    model: nn.Module,
+    x: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    delta: float = 0.2,
+    passes: int = 5,
+    deepfool_iter: int = 10,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One perturbation v : (C, H, W) with ‖v‖ ≤ ε fooling as many of the (n, C, H, W) images as it can.
+
+    Passes over the shuffled images; for each one that x + v does not fool, add DeepFool's step from x + v
+    (only if DeepFool converged) and project v back onto the ε-ball. Stops once the fooling rate on these
+    images reaches 1 − δ, or after ``passes`` passes.
+    """
+    v = torch.zeros_like(x[:1])
+    with torch.no_grad():
+        clean = model(x).argmax(dim=1)
+    for _ in range(passes):
+        for i in torch.randperm(len(x), generator=generator).tolist():
+            xi = (x[i : i + 1] + v).clamp(0.0, 1.0)
+            with torch.no_grad():
+                if model(xi).argmax(dim=1).item() != clean[i].item():
+                    continue
+            step = deepfool(model, xi, norm=norm, max_iter=deepfool_iter)
+            if bool(step.fooled.item()):
+                v = project_perturbation(v + step.perturbation, eps, norm)
+        with torch.no_grad():
+            fooling_rate = (model((x + v).clamp(0.0, 1.0)).argmax(dim=1) != clean).float().mean().item()
+        if fooling_rate >= 1.0 - delta:
+            break
+    return v[0]
+
+
+def project_perturbation(v: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """v : (n, ...) projected onto the ε-ball of ``norm`` (no pixel-range clipping)."""
+    if norm == "linf":
+        return v.clamp(-eps, eps)
+    return v * _per_row((eps / _flat_norm(v, "l2").clamp_min(1e-12)).clamp(max=1.0), v)

@@ -1,0 +1,195 @@
+"""The run folder: the handle every later command takes (DESIGN.md §6).
+
+Layout::
+
+    config.json           fully resolved FitConfig (+ the scan path and the levers used)
+    meta.json             command, versions, device, seed, git revision, timings
+    normalization.json    scan frame → working frame
+    scan_points.npz       the (subsampled) scan points and normals in the working frame
+    log                   human-readable log lines
+    metrics.jsonl         loss terms every few steps
+    checkpoints/latest.pt model, optimizer, step, RNG and sample pool (loaded with weights_only=True)
+    mesh.ply              the reconstruction in the scan's own frame
+    DONE                  written last
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from recon.atomic import atomic_path, read_json, write_json, write_text
+from recon.errors import RunDirError
+
+RUN_FILES = (
+    "config.json",
+    "meta.json",
+    "normalization.json",
+    "scan_points.npz",
+    "log",
+    "metrics.jsonl",
+    "checkpoints",
+    "mesh.ply",
+    "thumbnail.png",
+    "eval.json",
+    "DONE",
+)
+
+
+class RunFolder:
+    """Paths and atomic writers of one run folder."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | os.PathLike, *, force: bool = False) -> RunFolder:
+        """A new, empty run folder; refuses a non-empty existing one unless ``force``.
+
+        With ``force`` only the files a run writes are removed; anything else the user put there stays.
+        """
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunDirError(f"{run.path} exists and is not a folder")
+        if run.path.exists() and any(run.path.iterdir()):
+            if not force:
+                raise RunDirError(
+                    f"{run.path} is not empty; pass --force to overwrite it or choose another -o"
+                )
+            for name in RUN_FILES:
+                target = run.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunFolder:
+        """An existing run folder (must hold config.json)."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"{run.path} is not a run folder (no such directory)")
+        if not run.config_path.exists():
+            raise RunDirError(f"{run.path} is not a run folder (no config.json)")
+        return run
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "latest.pt"
+
+    @property
+    def mesh_path(self) -> Path:
+        return self.path / "mesh.ply"
+
+    @property
+    def done_path(self) -> Path:
+        return self.path / "DONE"
+
+    def is_done(self) -> bool:
+        return self.done_path.exists()
+
+    # ------------------------------------------------------------------ writers
+    def write_json(self, name: str, obj) -> None:
+        write_json(self.path / name, obj)
+
+    def read_json(self, name: str):
+        try:
+            return read_json(self.path / name)
+        except FileNotFoundError as exc:
+            raise RunDirError(f"{self.path} has no {name}") from exc
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{self.path / name} is corrupt: {exc}") from exc
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def log(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path / "log", "a") as f:
+            f.write(f"{stamp} {line}\n")
+
+    def save_checkpoint(self, state: dict) -> None:
+        import torch
+
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, map_location=None) -> dict:
+        """The latest checkpoint, loaded with ``weights_only=True`` (no code is ever unpickled)."""
+        import torch
+
+        if not self.checkpoint_path.exists():
+            raise RunDirError(f"{self.path} has no checkpoint to resume from")
+        try:
+            return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not ours
+            raise RunDirError(
+                f"{self.checkpoint_path} is not a valid recon checkpoint ({type(exc).__name__})"
+            ) from exc
+
+    def mark_done(self, summary: dict) -> None:
+        write_text(self.done_path, json.dumps(summary) + "\n")
+
+    def clear_done(self) -> None:
+        if self.done_path.exists():
+            self.done_path.unlink()
+
+
+def environment_metadata(device: str, seed: int) -> dict:
+    """Versions, host and git revision a result depends on."""
+    versions = {}
+    for package in (
+        "torch",
+        "numpy",
+        "scipy",
+        "trimesh",
+        "scikit-image",
+        "open3d-cpu",
+        "open3d",
+        "pymeshlab",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        versions["recon"] = metadata.version("recon")
+    except metadata.PackageNotFoundError:
+        versions["recon"] = "source"
+    return {
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "device": device,
+        "seed": seed,
+        "git_revision": _git_revision(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _git_revision() -> str | None:
+    source = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,182 @@
+"""PGD against a second, deliberately plain implementation; normal cross-sections of the boundary.
+
+torchattacks and foolbox need torchvision, which does not install with this torch, so the reference PGD is
+written here: one example at a time, float64, its own loss, sign, projection and best-iterate bookkeeping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+from torch.nn import functional
+
+from recon.robust import attacks as atk
+from recon.robust.data import load_dataset
+from recon.robust.evaluate import AttackConfig, evaluate_robustness
+from recon.robust.geometry import normal_cross_sections
+from recon.robust.models import build_classifier, channel_statistics
+from recon.robust.plots import plot_cross_sections
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fixed_model():
+    """A float64 MLP trained for a few seeded epochs on digits, and 60 test images."""
+    x, y = load_dataset("digits", "train")
+    xt, yt = load_dataset("digits", "test", limit=60)
+    mean, std = channel_statistics(x)
+    torch.manual_seed(1)
+    model = build_classifier("mlp", (1, 8, 8), 10, mean, std)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(6):
+        for i in range(0, len(x), 64):
+            loss = functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.double().eval(), xt.double(), yt
+
+
+def plain_pgd(model, images, labels, eps, step, steps, norm, starts):
+    """Reference PGD, one image at a time: ascend the cross-entropy, keep the iterate of largest margin.
+
+    ``starts`` are the (n, C, H, W) first iterates. Margins of the iterates 0..steps are compared; the first
+    largest one wins.
+    """
+    results = []
+    for x0, y0, start in zip(images, labels, starts, strict=True):
+        x0, target = x0.numpy(), int(y0)
+        current = start.numpy().copy()
+        best, best_margin = None, -np.inf
+        for k in range(steps + 1):
+            point = torch.tensor(current[None], requires_grad=True)
+            logits = model(point)[0]
+            others = torch.cat([logits[:target], logits[target + 1 :]])
+            value = float((others.max() - logits[target]).detach())
+            if value > best_margin:
+                best, best_margin = current.copy(), value
+            if k == steps:
+                break
+            loss = -torch.log_softmax(logits, dim=0)[target]
+            loss.backward()
+            grad = point.grad[0].numpy()
+            if norm == "linf":
+                current = current + step * np.sign(grad)
+                current = np.minimum(np.maximum(current, x0 - eps), x0 + eps)
+            else:
+                current = current + step * grad / max(np.sqrt((grad**2).sum()), 1e-12)
+                delta = current - x0
+                length = np.sqrt((delta**2).sum())
+                if length > eps:
+                    delta = delta * (eps / length)
+                current = x0 + delta
+            current = np.clip(current, 0.0, 1.0)
+        results.append(torch.from_numpy(best))
+    return torch.stack(results)
+
+
+def _uniform_linf_start(x, eps, seed):
+    """The random start recon's PGD draws from Generator(seed): uniform in the box, clipped to [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    return (x + (2.0 * torch.rand(x.shape, generator=generator) - 1.0) * eps).clamp(0.0, 1.0)
+
+
+def _robust_accuracy(model, x_adv, labels) -> float:
+    with torch.no_grad():
+        return (model(x_adv).argmax(dim=1) == labels).double().mean().item()
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.1), ("l2", 0.6)])
+def test_pgd_matches_a_plain_implementation_from_zero_start(fixed_model, norm, eps):
+    model, x, y = fixed_model
+    steps, step = 12, 2.5 * eps / 12
+    ours = atk.pgd(model, x, y, eps, norm=norm, steps=steps, step_size=step, random_start=False)
+    reference = plain_pgd(model, x, y, eps, step, steps, norm, starts=x)
+    torch.testing.assert_close(ours, reference, atol=1e-9, rtol=0)
+    robust = _robust_accuracy(model, ours, y)
+    assert robust == _robust_accuracy(model, reference, y)
+    # a meaningful comparison: the attack moved points across the boundary but not all of them
+    assert 0.0 < robust < _robust_accuracy(model, x, y)
+
+
+def test_pgd_matches_a_plain_implementation_from_the_same_random_start(fixed_model):
+    model, x, y = fixed_model
+    eps, steps = 0.1, 10
+    ours = atk.pgd(model, x, y, eps, steps=steps, generator=torch.Generator().manual_seed(5))
+    start = _uniform_linf_start(x, eps, seed=5)
+    reference = plain_pgd(model, x, y, eps, 2.5 * eps / steps, steps, "linf", starts=start)
+    torch.testing.assert_close(ours, reference, atol=1e-9, rtol=0)
+    # the reported robust accuracy of the evaluation (one batch, same seed) is the reference's; it is stored
+    # as float32, far finer than the 1/60 between two counts
+    report = evaluate_robustness(
+        model, x, y, AttackConfig(eps=eps, attacks=("pgd",), steps=steps, seed=5, batch_size=len(x))
+    )
+    assert report.per_attack["pgd"] == pytest.approx(_robust_accuracy(model, reference, y), abs=1e-6)
+
+
+class _Affine(nn.Module):
+    """Two-class affine classifier on 1×4×4 images: logits (0, w·x + c)."""
+
+    def __init__(self, w: torch.Tensor, c: float):
+        super().__init__()
+        self.w, self.c = w, c
+
+    def forward(self, x):
+        score = x.reshape(len(x), -1) @ self.w + self.c
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def test_cross_sections_of_an_affine_classifier_are_the_analytic_planes(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=generator, dtype=torch.float64)
+    model = _Affine(w, c=-3.0)
+    images = 0.2 * torch.rand(3, 1, 4, 4, generator=generator, dtype=torch.float64)
+    scores = images.reshape(3, -1) @ w - 3.0
+    assert bool((scores < 0).all())  # all predicted class 0, F = w·x + c
+    sections = normal_cross_sections(model, images, extent=2.0, resolution=9)
+    assert len(sections) == 3
+    for section, score in zip(sections, scores, strict=True):
+        # DeepFool reaches the plane in one step of length (|F| + 1e-4)/‖w‖ and overshoots it by 2%
+        distance = 1.02 * (-float(score) + 1e-4) / float(w.norm())
+        assert section.label == 0
+        assert section.distance == pytest.approx(distance, rel=1e-9)
+        # along the normal F grows at rate ‖w‖ and does not change along the orthogonal random direction
+        expected = float(score) + float(w.norm()) * section.grid[None, :] + 0.0 * section.grid[:, None]
+        np.testing.assert_allclose(section.adversarial, expected, atol=1e-6 * float(w.norm()))
+        assert section.grid[-1] == pytest.approx(2.0 * section.distance)
+        # in the random plane F is affine as well: equal second differences vanish
+        assert np.abs(np.diff(section.random, n=2, axis=1)).max() < 1e-9
+    target = tmp_path / "sections.png"
+    plot_cross_sections(sections, target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_geometry_plot_cli_writes_and_refuses_to_overwrite(tmp_path):
+    from recon.cli.robust import robust
+
+    run = tmp_path / "run"
+    runner = CliRunner()
+    trained = runner.invoke(
+        robust,
+        ["train", "--method", "standard", "--dataset", "digits", "--arch", "mlp", "--epochs", "2", "--limit",
+         "300", "--device", "cpu", "--quiet", "-o", str(run)],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    plot = tmp_path / "sections.png"
+    args = ["geometry", str(run), "--plot", str(plot), "--points", "2", "--n", "20"]
+    first = runner.invoke(robust, args)
+    assert first.exit_code == 0, first.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert first.output.count("DeepFool distance") == 2
+    again = runner.invoke(robust, args)
+    assert again.exit_code != 0 and "exists" in str(again.exception or again.output)
