@@ -42,3 +42,40 @@ def torus_points(n: int, major: float = 0.6, minor: float = 0.25, seed: int = 0)
         ring = major + minor * np.cos(v)
         out.append(np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], axis=1))
     return np.concatenate(out)[:n]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models run faster on one thread than on two contended ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_digits_mlp(seed: int, epochs: int, test_limit: int):
+    """A standard MLP classifier trained for a few seeded epochs on 8×8 digits, and test images.
+
+    Returns (model in eval mode, x_test (m, 1, 8, 8), y_test (m,)).
+    """
+    import torch
+    from torch.nn import functional
+
+    from recon.robust.data import load_dataset
+    from recon.robust.models import build_classifier, channel_statistics
+
+    x, y = load_dataset("digits", "train")
+    xt, yt = load_dataset("digits", "test", limit=test_limit)
+    mean, std = channel_statistics(x)
+    torch.manual_seed(seed)
+    model = build_classifier("mlp", (1, 8, 8), 10, mean, std)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(epochs):
+        for i in range(0, len(x), 64):
+            loss = functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval(), xt, yt

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import train_digits_mlp
 from torch import nn
-from torch.nn import functional
 
 from recon.levelset import sample_network
 from recon.robust import attacks as atk
@@ -18,36 +18,19 @@ from recon.robust.boundary import (
     margin,
     regula_falsi,
 )
-from recon.robust.data import load_dataset
 from recon.robust.evaluate import AttackConfig, evaluate_robustness
 from recon.robust.geometry import normal_section_curvatures, principal_curvature_range
-from recon.robust.models import build_classifier, channel_statistics
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def digits_model():
     """A standard MLP trained for a few epochs on digits, and 100 test images."""
-    x, y = load_dataset("digits", "train")
-    xt, yt = load_dataset("digits", "test", limit=100)
-    mean, std = channel_statistics(x)
-    torch.manual_seed(0)
-    model = build_classifier("mlp", (1, 8, 8), 10, mean, std)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(8):
-        for i in range(0, len(x), 64):
-            loss = functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval(), xt, yt
+    return train_digits_mlp(seed=0, epochs=8, test_limit=100)
 
 
 def _accuracy(model, x, y) -> float:

@@ -10,41 +10,25 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import train_digits_mlp
 from torch import nn
-from torch.nn import functional
 
 from recon.robust import attacks as atk
-from recon.robust.data import load_dataset
 from recon.robust.evaluate import AttackConfig, evaluate_robustness
 from recon.robust.geometry import normal_cross_sections
-from recon.robust.models import build_classifier, channel_statistics
 from recon.robust.plots import plot_cross_sections
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def fixed_model():
     """A float64 MLP trained for a few seeded epochs on digits, and 60 test images."""
-    x, y = load_dataset("digits", "train")
-    xt, yt = load_dataset("digits", "test", limit=60)
-    mean, std = channel_statistics(x)
-    torch.manual_seed(1)
-    model = build_classifier("mlp", (1, 8, 8), 10, mean, std)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(6):
-        for i in range(0, len(x), 64):
-            loss = functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.double().eval(), xt.double(), yt
+    model, xt, yt = train_digits_mlp(seed=1, epochs=6, test_limit=60)
+    return model.double(), xt.double(), yt
 
 
 def plain_pgd(model, images, labels, eps, step, steps, norm, starts):
