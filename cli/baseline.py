@@ -96,7 +96,6 @@ def write_baseline_run(
     last.
     """
     from recon.errors import RunDirError
-    from recon.io import save_mesh
     from recon.run import RunFolder, environment_metadata
 
     if output.is_dir() and any(output.iterdir()) and not force:
@@ -107,9 +106,14 @@ def write_baseline_run(
     seconds = time.perf_counter() - start
 
     run = RunFolder.create(output, force=force)
-    run.write_json("config.json", {"method": method, "scan": str(scan.resolve()), method: asdict(config)})
-    save_mesh(run.mesh_path, vertices, faces, force=True)
-    run.write_json("meta.json", {**meta, "method": method, "seconds": seconds, "info": info})
+    run.write_method_result(
+        method=method,
+        scan=str(scan.resolve()),
+        config=asdict(config),
+        meta={**meta, "method": method, "seconds": seconds, "info": info},
+        vertices=vertices,
+        faces=faces,
+    )
     if write_extra is not None:
         write_extra(run)
     run.mark_done({"method": method, "seconds": seconds, "n_vertices": len(vertices), "n_faces": len(faces)})
@@ -154,11 +158,8 @@ def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **optio
 def _scan_points_and_normals(scan: Path):
     """Scan points (n, 3) and normals (n, 3) or None; a triangulated scan gives its vertex normals."""
     from recon.io import load_scan
-    from recon.normals import vertex_normals_from_faces
 
-    cloud = load_scan(scan)
-    if cloud.normals is None and cloud.faces is not None and len(cloud.faces) > 0:
-        return cloud.points, vertex_normals_from_faces(cloud.points, cloud.faces)
+    cloud = load_scan(scan)  # a triangulated scan comes with its area-weighted vertex normals
     return cloud.points, cloud.normals
 
 

@@ -377,13 +377,10 @@ def _resumable(run: RunFolder, config, load_config: Callable) -> bool:
 
 def _run_baseline(task: Task, run: RunFolder) -> None:
     """Run a baseline and write its folder; ``mesh.ply`` comes last and marks the fit as finished."""
-    from recon.io import load_scan, save_mesh
-    from recon.normals import vertex_normals_from_faces
+    from recon.io import load_scan
 
-    cloud = load_scan(task.scan)
+    cloud = load_scan(task.scan)  # a triangulated scan comes with its area-weighted vertex normals
     normals = cloud.normals
-    if normals is None and cloud.faces is not None and len(cloud.faces):
-        normals = vertex_normals_from_faces(cloud.points, cloud.faces)
     start = time.perf_counter()
     if task.method == "poisson":
         config, (vertices, faces, info) = _poisson(task, cloud.points, normals)
@@ -393,12 +390,17 @@ def _run_baseline(task: Task, run: RunFolder) -> None:
     if len(faces) == 0:
         raise InputError(f"{task.method} produced an empty mesh (no faces) for {task.scan}")
     run = RunFolder.create(run.path, force=True)
-    run.write_json("config.json", {"method": task.method, "scan": task.scan, task.method: config})
     meta = environment_metadata(device=task.settings.device, seed=task.settings.seed)
-    run.write_json("meta.json", meta | {"method": task.method, "seconds": seconds, "info": info})
-    save_mesh(run.mesh_path, vertices, faces, force=True)
+    run.write_method_result(
+        method=task.method,
+        scan=task.scan,
+        config=config,
+        meta=meta | {"method": task.method, "seconds": seconds, "info": info},
+        vertices=vertices,
+        faces=faces,
+    )
     if task.settings.thumbnails:
-        _try_thumbnail(run, vertices, faces)
+        run.try_thumbnail(vertices, faces)
 
 
 def _poisson(task: Task, points, normals) -> tuple[dict, tuple]:
@@ -428,16 +430,6 @@ def atlasnet_config(atlasnet, method: str, settings: BatchSettings):
     if settings.atlasnet_steps is not None:
         overrides["steps"] = settings.atlasnet_steps
     return atlasnet.method_config(method, **overrides)
-
-
-def _try_thumbnail(run: RunFolder, vertices, faces) -> None:
-    """A thumbnail is a convenience: a rendering failure is logged, never fatal."""
-    try:
-        from recon.viewer import save_thumbnail
-
-        save_thumbnail(vertices, faces, run.path / "thumbnail.png")
-    except Exception as exc:  # noqa: BLE001
-        run.log(f"thumbnail skipped: {type(exc).__name__}: {exc}")
 
 
 def _evaluate(task: Task, run: RunFolder, gt_mesh) -> tuple[float, dict | None]:

@@ -93,30 +93,6 @@ def orient_outward(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
     return -normals if flux < 0 else normals
 
 
-def vertex_normals_from_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals of a triangulated scan; zero rows for vertices in no triangle.
-
-    Parameters
-    ----------
-    vertices : (n, 3) float
-    faces : (m, 3) int
-
-    Returns
-    -------
-    (n, 3) float64
-    """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    corners = vertices[faces]
-    # The unnormalised cross product weights each face by twice its area.
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    summed = np.zeros_like(vertices)
-    for corner in range(3):
-        np.add.at(summed, faces[:, corner], face_normals)
-    length = np.linalg.norm(summed, axis=1, keepdims=True)
-    return np.divide(summed, length, out=np.zeros_like(summed), where=length > 0)
-
-
 def _orient_tangent_plane(points: np.ndarray, normals: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Consistently orient ``normals`` (n, 3) over the cloud via a bounded Open3D orientation."""
     import open3d as o3d

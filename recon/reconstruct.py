@@ -111,11 +111,7 @@ def resume_run(
     run = RunFolder.open(run_dir)
     if run.is_done():
         raise RunDirError(f"{run.path} is already finished (DONE exists); use recon extract to re-mesh it")
-    config = load_config(run)
-    work_points, work_normals = _load_scan_points(run)
-    fitter = LevelSetFitter(work_points, work_normals, config)
-    fitter.load_state_dict(run.load_checkpoint(map_location=fitter.device))
-    normalization = Normalization.from_dict(run.read_json("normalization.json"))
+    fitter, normalization = load_fitter(run)
     run.log(f"resume at step {fitter.step}")
     return _train_and_mesh(run, fitter, normalization, progress, thumbnail)
 
@@ -134,13 +130,22 @@ def extract_run(
     output = Path(output) if output else run.path / f"mesh_{resolution}.ply"
     if output.exists() and not force:
         raise RunDirError(f"{output} exists; pass --force to overwrite it")
-    work_points, work_normals = _load_scan_points(run)
-    fitter = LevelSetFitter(work_points, work_normals, config)
-    fitter.load_state_dict(run.load_checkpoint(map_location=fitter.device))
-    normalization = Normalization.from_dict(run.read_json("normalization.json"))
+    fitter, normalization = load_fitter(run, config)
     report = write_mesh(fitter, normalization, output, resolution=resolution, force=force)
     run.log(f"extract {output} at {resolution}^3: {report}")
     return output, report
+
+
+def load_fitter(run: RunFolder, config: FitConfig | None = None) -> tuple[LevelSetFitter, Normalization]:
+    """The fitter of ``run`` restored from its latest checkpoint, and the run's normalization.
+
+    ``config`` defaults to the run's own (pass a modified one, e.g. another device).
+    """
+    config = config or load_config(run)
+    work_points, work_normals = _load_scan_points(run)
+    fitter = LevelSetFitter(work_points, work_normals, config)
+    fitter.load_state_dict(run.load_checkpoint(map_location=fitter.device))
+    return fitter, Normalization.from_dict(run.read_json("normalization.json"))
 
 
 def load_config(run: RunFolder) -> FitConfig:
@@ -243,18 +248,10 @@ def _check_lipschitz_guarantee(run: RunFolder, fitter: LevelSetFitter) -> None:
 
 
 def _try_thumbnail(run: RunFolder) -> None:
-    """A thumbnail is a convenience: a rendering failure is logged, never fatal."""
-    try:
-        from recon.io import load_mesh
-        from recon.viewer import save_thumbnail
+    from recon.io import load_mesh
 
-        mesh = load_mesh(run.mesh_path)
-        written = save_thumbnail(mesh.vertices, mesh.faces, run.path / "thumbnail.png")
-    except Exception as exc:  # noqa: BLE001
-        written = None
-        run.log(f"thumbnail skipped: {type(exc).__name__}: {exc}")
-    if written is None:
-        run.log("thumbnail could not be rendered")
+    mesh = load_mesh(run.mesh_path)
+    run.try_thumbnail(mesh.vertices, mesh.faces)
 
 
 def _save_scan_points(run: RunFolder, points: np.ndarray, normals: np.ndarray | None) -> None:

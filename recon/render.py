@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from recon.errors import InputError, RunDirError
+from recon.errors import InputError
 
 if TYPE_CHECKING:
     from recon.viewer.camera import Camera
@@ -290,15 +290,13 @@ def load_run_field(run_dir: str | os.PathLike) -> RunField:
     """Rebuild the fitted network of ``run_dir`` exactly as ``recon extract`` does."""
     from dataclasses import replace
 
-    from recon.fit import LevelSetFitter
-    from recon.reconstruct import load_config
+    from recon.reconstruct import load_config, load_fitter
     from recon.run import RunFolder
 
     run = RunFolder.open(run_dir)
     config = replace(load_config(run), device="cpu")
-    points, normals = _scan_points(run.path)
-    fitter = LevelSetFitter(points, normals, config)
-    fitter.load_state_dict(run.load_checkpoint(map_location="cpu"))
+    fitter, _ = load_fitter(run, config)
+    points = fitter.points.numpy()
     model = fitter.model.eval()
     certified = None
     if config.model_type == "lipschitz":
@@ -308,14 +306,6 @@ def load_run_field(run_dir: str | os.PathLike) -> RunField:
         model.requires_grad_(False)
     voxel = 2 * config.extract_bound / (config.resolution - 1)
     return RunField(model, config.model_type, certified, config.extract_bound, points, voxel)
-
-
-def _scan_points(run_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    path = run_dir / "scan_points.npz"
-    if not path.exists():
-        raise RunDirError(f"{run_dir} has no scan_points.npz")
-    with np.load(path) as data:
-        return data["points"], data.get("normals")
 
 
 def step_lipschitz(field: RunField, *, unsafe: bool, seed: int = 0) -> tuple[float, bool]:

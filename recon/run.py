@@ -25,6 +25,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from recon.atomic import atomic_path, read_json, write_json, write_text
 from recon.errors import RunDirError
 
@@ -142,6 +144,28 @@ class RunFolder:
             raise RunDirError(
                 f"{self.checkpoint_path} is not a valid recon checkpoint ({type(exc).__name__})"
             ) from exc
+
+    def write_method_result(
+        self, *, method: str, scan: str, config: dict, meta: dict, vertices: np.ndarray, faces: np.ndarray
+    ) -> None:
+        """config.json, meta.json, then mesh.ply (scan frame) of a baseline; the mesh is written last."""
+        from recon.io import save_mesh
+
+        self.write_json("config.json", {"method": method, "scan": scan, method: config})
+        self.write_json("meta.json", meta)
+        save_mesh(self.mesh_path, vertices, faces, force=True)
+
+    def try_thumbnail(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        """Render thumbnail.png of a (v, 3) / (f, 3) mesh; a convenience, so a failure is logged, never fatal."""
+        try:
+            from recon.viewer import save_thumbnail
+
+            written = save_thumbnail(vertices, faces, self.path / "thumbnail.png")
+        except Exception as exc:  # noqa: BLE001
+            written = None
+            self.log(f"thumbnail skipped: {type(exc).__name__}: {exc}")
+        if written is None:
+            self.log("thumbnail could not be rendered")
 
     def mark_done(self, summary: dict) -> None:
         write_text(self.done_path, json.dumps(summary) + "\n")

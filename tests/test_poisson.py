@@ -13,8 +13,9 @@ from conftest import sphere_points
 
 from recon.baselines.poisson import PoissonConfig, screened_poisson
 from recon.errors import InputError, RunDirError
+from recon.io.cleanup import area_weighted_vertex_normals
 from recon.metrics import evaluate_reconstruction, sample_surface
-from recon.normals import estimate_normals, orient_outward, vertex_normals_from_faces
+from recon.normals import estimate_normals, orient_outward
 
 # Depth 6 resolves a unit sphere to ~1e-3 in a fraction of a second; the bounds below leave 2-3x margin.
 # One solver thread: spinning OpenMP threads on a busy 2-core machine are ten times slower.
@@ -60,7 +61,7 @@ def test_orient_outward_flips_an_inward_set_only():
 
 def test_vertex_normals_from_faces_of_an_icosphere_are_radial():
     mesh = trimesh.creation.icosphere(subdivisions=3)
-    normals = vertex_normals_from_faces(mesh.vertices, mesh.faces)
+    normals = area_weighted_vertex_normals(mesh.vertices, mesh.faces)
     radial = mesh.vertices / np.linalg.norm(mesh.vertices, axis=1, keepdims=True)
     assert np.sum(normals * radial, axis=1).min() > 0.999
 

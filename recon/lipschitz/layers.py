@@ -9,6 +9,7 @@ iterations are approximations, and the certificate must not depend on them havin
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -84,7 +85,7 @@ def bjorck_orthonormalize(weight: torch.Tensor, iters: int = 20, beta: float = 0
     return w
 
 
-class _ConstrainedLinear(nn.Module):
+class _ConstrainedLinear(nn.Module, abc.ABC):
     """An affine layer x ↦ W̃x + b whose effective weight W̃ is computed from a free parameter."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
@@ -95,8 +96,9 @@ class _ConstrainedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         nn.init.orthogonal_(self.weight)
 
+    @abc.abstractmethod
     def effective_weight(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The (out, in) weight ``forward`` uses, computed from the free parameter."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.effective_weight(), self.bias)
