@@ -60,7 +60,7 @@ def method_options(method: str):
             type=click.Path(file_okay=False, path_type=Path),
             help=f"Run folder [default: runs/<scan name>-{method}].",
         )(command)
-        return click.argument("scan", type=click.Path(exists=True, dir_okay=False, path_type=Path))(command)
+        return click.argument("scan", type=click.Path(path_type=Path))(command)
 
     return decorate
 
@@ -95,14 +95,20 @@ def write_baseline_run(
     behind; ``write_extra(run)``, if given, adds method-specific files (e.g. a checkpoint); DONE is written
     last.
     """
-    from recon.errors import RunDirError
+    from recon.errors import ReconError, RunDirError
     from recon.run import RunFolder, environment_metadata
 
     if output.is_dir() and any(output.iterdir()) and not force:
         raise RunDirError(f"{output} is not empty; pass --force to overwrite it or choose another -o")
     meta = environment_metadata(device="cpu", seed=seed)
     start = time.perf_counter()
-    vertices, faces, info = run_method()
+    try:
+        vertices, faces, info = run_method()
+    except ReconError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a native solver may fail in any way on odd input
+        problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ReconError(f"{method} failed on {scan} ({problem})") from exc
     seconds = time.perf_counter() - start
 
     run = RunFolder.create(output, force=force)
@@ -157,9 +163,12 @@ def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **optio
 
 def _scan_points_and_normals(scan: Path):
     """Scan points (n, 3) and normals (n, 3) or None; a triangulated scan gives its vertex normals."""
-    from recon.io import load_scan
+    from recon.errors import InputError
+    from recon.io import is_colinear, load_scan
 
     cloud = load_scan(scan)  # a triangulated scan comes with its area-weighted vertex normals
+    if is_colinear(cloud.points):
+        raise InputError(f"{scan}: all points lie on a line; no surface can be fitted to them")
     return cloud.points, cloud.normals
 
 
@@ -195,7 +204,6 @@ def _atlasnet_command(method: str) -> click.Command:
     @_atlasnet_option("--device", "device", type=click.Choice(["auto", "cpu", "cuda"]))
     def command(scan: Path, output: Path | None, seed: int, force: bool, full_scan: bool, **options) -> None:
         from recon.baselines.atlasnet import fit_atlasnet_with_state, method_config
-        from recon.io import load_scan
 
         config = method_config(method, **options, scan_subset=not full_scan, seed=seed)
         config.validate()
@@ -204,7 +212,7 @@ def _atlasnet_command(method: str) -> click.Command:
 
         def run_method():
             vertices, faces, info, state["checkpoint"] = fit_atlasnet_with_state(
-                load_scan(scan).points, config, _atlasnet_progress(config.steps)
+                _scan_points_and_normals(scan)[0], config, _atlasnet_progress(config.steps)
             )
             return vertices, faces, info
 

@@ -96,7 +96,7 @@ def build_bench_cmd(out_dir, variants, meshes, seed, n_points, force, quiet) -> 
 
 
 @data.command("scan", short_help="Virtual-scan one mesh file.")
-@click.argument("mesh", type=click.Path(dir_okay=False))
+@click.argument("mesh", type=click.Path())
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .ply.")
 @click.option("--preset", default="clean", show_default=True, help="Scanner preset: clean, noisy or partial.")
 @click.option("--seed", default=0, show_default=True, type=int)

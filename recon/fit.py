@@ -7,7 +7,9 @@ One optimizer step (DESIGN.md §3):
      in part, one or two Newton moves per step (``warm_start``, the fast presets);
   3. general level-set samples X_b + N(0, σ²) for σ in ``general_sigmas``, each on its own level c;
   4. all samples go through the sample network p(θ) and the level-set term mean| d(p(θ), X) − |c| |.
-The fast preset may add a normal-alignment term when the scan has oriented normals.
+The fast preset also starts from a signed distance estimate of the scan instead of a sphere
+(recon.initial_field), draws general samples from a pool whose nearest scan points are found once, drops
+isolated scan points first, and adds a normal-alignment term when the scan has oriented normals.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import numpy as np
 import torch
 
 from recon.errors import ConfigError
-from recon.levelset import MIN_GRAD_SQ, gaussian_seeds, project_to_zero_level_set, uniform_seeds
+from recon.levelset import (
+    MIN_GRAD_SQ,
+    bounded_newton_step,
+    gaussian_seeds,
+    project_to_zero_level_set,
+    uniform_seeds,
+)
 from recon.lipschitz.implicit import LipschitzImplicit, LipschitzImplicitConfig
 from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
 from recon.models.implicit import ImplicitConfig, ImplicitMLP
@@ -44,6 +52,19 @@ class FitConfig:
     """Optimizer steps."""
     max_points: int = 100_000
     """Scan points kept (random subset, fixed seed); the reference keeps 100k."""
+    outlier_ratio: float = 0.0
+    """Drop scan points whose mean distance to their ``outlier_neighbors`` nearest scan points exceeds this
+    multiple of the scan's median (stray returns in empty space; 0 = keep every point, as the reference)."""
+    outlier_neighbors: int = 16
+    """k of the isolated-point test."""
+    init: str = "sphere"
+    """Starting field: 'sphere' (geometric initialization, the reference) or 'signed-distance' (the sphere
+    regressed for ``init_steps`` steps onto a signed distance estimate of the oriented scan, see
+    recon.initial_field; scans without normals get estimated ones)."""
+    init_steps: int = 150
+    """Regression steps of the 'signed-distance' start."""
+    init_samples: int = 60_000
+    """Fixed samples the 'signed-distance' start regresses on."""
     batch_points: int = 10_000
     """Scan points per step (data term and sample seeds)."""
     zero_samples: int = 5_000
@@ -58,6 +79,10 @@ class FitConfig:
     """Std of the Gaussians around scan points for general level-set samples (one set per value)."""
     general_samples: int = 5_000
     """General level-set samples per sigma."""
+    general_pool: int = 0
+    """0: fresh general samples every step (the reference). n > 0: draw them from n fixed samples per sigma
+    whose nearest scan points are found once, at the start — the KD-tree queries of samples far from the
+    scan are the slowest part of a small network's step."""
     newton_steps: int = 10
     """Generalized-Newton steps per optimizer step (from fresh seeds, or on the carried pool)."""
     newton_tol: float = 1e-5
@@ -72,6 +97,8 @@ class FitConfig:
     """λ, weight of the data term."""
     normal_weight: float = 0.0
     """Weight of mean(1 − cos(∇F(x), n(x))) on scan points with oriented normals (0 = off, as the reference)."""
+    normal_points: int = 0
+    """Scan points of each batch the normal term uses (0 = the whole batch)."""
     lr: float = 1e-4
     """Adam learning rate."""
     lr_schedule: str = "constant"
@@ -105,6 +132,12 @@ class FitConfig:
             (0.0 <= self.uniform_fraction <= 1.0, "uniform_fraction must be in [0, 1]"),
             (0.0 <= self.refresh_fraction <= 1.0, "refresh_fraction must be in [0, 1]"),
             (self.newton_steps >= 0, "newton_steps must be >= 0"),
+            (self.normal_points >= 0, "normal_points must be >= 0"),
+            (self.outlier_ratio == 0.0 or self.outlier_ratio > 1.0, "outlier_ratio must be 0 (off) or > 1"),
+            (self.outlier_neighbors >= 1, "outlier_neighbors must be >= 1"),
+            (self.init in {"sphere", "signed-distance"}, "init must be sphere or signed-distance"),
+            (self.init_steps >= 1 and self.init_samples >= 100, "init_steps >= 1 and init_samples >= 100"),
+            (self.general_pool >= 0, "general_pool must be >= 0"),
             (self.loss_form in {"2019", "2020"}, "loss_form must be 2019 or 2020"),
             (self.lr > 0, "lr must be > 0"),
             (self.lr_schedule in {"constant", "cosine"}, "lr_schedule must be constant or cosine"),
@@ -154,20 +187,26 @@ def paper_preset() -> FitConfig:
 
 
 def fast_preset() -> FitConfig:
-    """A CPU-sized variant of the same loss: small Softplus MLP, warm-started samples, scan normals."""
+    """A CPU-sized variant of the same loss: small Softplus MLP started from the scan's signed distance
+    estimate, warm-started zero-level-set samples, pooled general samples, isolated points dropped, and
+    the scan's normals when it has them."""
     return FitConfig(
         preset="fast",
         model=ImplicitConfig(
             depth=4, width=128, activation="softplus", skip="none", init_radius=0.5, encoding_frequencies=4
         ),
-        steps=1_000,
+        init="signed-distance",
+        steps=400,
         batch_points=4_000,
         zero_samples=3_000,
         general_samples=2_000,
+        general_pool=100_000,
+        normal_points=1_000,
         newton_steps=1,
         warm_start=True,
         refresh_fraction=0.2,
         normal_weight=0.3,
+        outlier_ratio=5.0,
         lr=3e-3,
         lr_schedule="cosine",
         resolution=256,
@@ -183,9 +222,13 @@ def tiny_preset() -> FitConfig:
         preset="tiny",
         model=ImplicitConfig(depth=3, width=64, activation="softplus", skip="none", init_radius=0.5),
         steps=200,
+        init_steps=30,
+        init_samples=4_000,
         batch_points=1_000,
         zero_samples=500,
         general_samples=500,
+        general_pool=5_000,
+        normal_points=500,
         resolution=48,
         log_every=20,
         checkpoint_every=50,
@@ -244,7 +287,9 @@ class LevelSetFitter:
     config : FitConfig
     """
 
-    def __init__(self, points: np.ndarray, normals: np.ndarray | None, config: FitConfig):
+    def __init__(
+        self, points: np.ndarray, normals: np.ndarray | None, config: FitConfig, *, initialize: bool = True
+    ):
         self.config = config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
@@ -260,6 +305,31 @@ class LevelSetFitter:
         self.step = 0
         self.seconds = 0.0
         self.pool: torch.Tensor | None = None
+        self.general_pools = self._general_pools() if config.general_pool else None
+        self.init_error: float | None = None
+        """Final mean |F − s| of the signed-distance start (None for the sphere)."""
+        if initialize and config.init == "signed-distance":
+            self._start_from_signed_distance(points, normals)
+
+    def _start_from_signed_distance(self, points: np.ndarray, normals: np.ndarray | None) -> None:
+        from recon.initial_field import InitialFieldConfig, distill_signed_distance
+
+        start = time.perf_counter()
+        if normals is None:
+            from recon.normals import estimate_normals
+
+            normals = estimate_normals(points, seed=self.config.seed)
+        self.init_error = distill_signed_distance(
+            self.model,
+            np.asarray(points, dtype=np.float64),
+            np.asarray(normals, dtype=np.float64),
+            self.nearest.tree(),
+            InitialFieldConfig(steps=self.config.init_steps, samples=self.config.init_samples),
+            bound=self.config.seed_bound,
+            seed=self.config.seed,
+            device=self.device,
+        )
+        self.seconds += time.perf_counter() - start
 
     # ---------------------------------------------------------------- sampling
     def _randint(self, high: int, n: int) -> torch.Tensor:
@@ -274,16 +344,28 @@ class LevelSetFitter:
         return torch.cat([near, box])
 
     def _zero_level_samples(self) -> torch.Tensor:
-        """(m, 3) zero-level-set samples for this step, before the final evaluation."""
+        """(m, 3) zero-level-set samples for this step, before the final evaluation.
+
+        Fresh seeds take ``newton_steps`` Newton moves here. A warm pool already took its last move at the
+        end of the previous step (from that step's F and ∇F, see ``train_step``), so it takes
+        ``newton_steps − 1`` more, and the seeds that refresh it join unprojected: every sample still
+        takes one Newton move per step it lives, without a second pass through the network.
+        """
         cfg = self.config
+        moves = cfg.newton_steps
         if cfg.warm_start and self.pool is not None:
             n_new = int(round(cfg.zero_samples * cfg.refresh_fraction))
             keep = self.pool[n_new:] if n_new else self.pool
             p = torch.cat([keep, self._fresh_zero_seeds(n_new)]) if n_new else keep
+            moves -= 1
         else:
             p = self._fresh_zero_seeds(cfg.zero_samples)
+            if cfg.warm_start:
+                moves -= 1
+        if moves <= 0:
+            return p
         projection = project_to_zero_level_set(
-            self.model, p, max_steps=cfg.newton_steps, tol=cfg.newton_tol, max_move=cfg.seed_bound
+            self.model, p, max_steps=moves, tol=cfg.newton_tol, max_move=cfg.seed_bound
         )
         return self._bounded(projection.points)
 
@@ -292,13 +374,29 @@ class LevelSetFitter:
         bound = self.config.extract_bound
         return p.clamp(-bound, bound)
 
-    def _general_samples(self) -> torch.Tensor:
+    def _general_pools(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per sigma: (general_pool, 3) fixed samples and their (general_pool,) nearest scan point indices."""
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        pools = []
+        for sigma in self.config.general_sigmas:
+            idx = torch.randint(len(self.points), (self.config.general_pool,), generator=generator)
+            samples = gaussian_seeds(self.points[idx.to(self.device)], sigma, generator)
+            pools.append((samples, self.nearest.indices(samples)))
+        return pools
+
+    def _general_samples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(m, 3) general level-set samples, and their nearest scan point indices when known in advance."""
         cfg = self.config
+        if self.general_pools is not None:
+            picks = [self._randint(len(pool), cfg.general_samples) for pool, _ in self.general_pools]
+            samples = [pool[pick] for (pool, _), pick in zip(self.general_pools, picks, strict=True)]
+            nearest = [near[pick] for (_, near), pick in zip(self.general_pools, picks, strict=True)]
+            return torch.cat(samples), torch.cat(nearest)
         sets = []
         for sigma in cfg.general_sigmas:
             centers = self.points[self._randint(len(self.points), cfg.general_samples)]
             sets.append(gaussian_seeds(centers, sigma, self.generator))
-        return torch.cat(sets) if sets else self.points[:0]
+        return (torch.cat(sets) if sets else self.points[:0]), None
 
     # ---------------------------------------------------------------- training
     def learning_rate(self, step: int) -> float:
@@ -321,48 +419,67 @@ class LevelSetFitter:
 
         batch_idx = self._randint(len(self.points), cfg.batch_points)
         zero = self._zero_level_samples()
-        general = self._general_samples()
-        samples = torch.cat([zero, general])
+        general, general_nearest = self._general_samples()
+        samples = torch.cat([zero, general]).requires_grad_(True)
         n_data = cfg.batch_points
 
-        # One forward pass serves the data term, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
-        inputs = torch.cat([self.points[batch_idx], samples]).requires_grad_(True)
-        values = self.model(inputs)
-        need_data_grad = self.normals is not None
-        (grads,) = torch.autograd.grad(values.sum(), inputs, create_graph=need_data_grad, retain_graph=True)
+        # One first-order pass serves the data term, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
+        values = self.model(torch.cat([self.points[batch_idx], samples]))
         sample_values = values[n_data:]
-        sample_grads = grads[n_data:].detach()
+        (sample_grads,) = torch.autograd.grad(sample_values.sum(), samples, retain_graph=True)
         levels = sample_values.detach()
         grad_sq = (sample_grads * sample_grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
         moved = samples.detach() - ((sample_values - levels) / grad_sq)[:, None] * sample_grads
 
-        levelset = levelset_sample_term(moved, levels, self.nearest, cfg.loss_form)
+        nearest = None
+        if general_nearest is not None:
+            nearest = torch.cat([self.nearest.indices(zero), general_nearest])
+        levelset = levelset_sample_term(moved, levels, self.nearest, cfg.loss_form, nearest)
         data = data_term(values[:n_data], cfg.loss_form)
         loss = levelset + cfg.data_weight * data
         normal = torch.zeros((), device=self.device)
-        if need_data_grad:
-            normal = normal_term(grads[:n_data], self.normals[batch_idx])
+        if self.normals is not None:
+            normal = self._normal_term(batch_idx)
             loss = loss + cfg.normal_weight * normal
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
 
-        if cfg.warm_start:
+        n_zero = len(zero)
+        if cfg.warm_start and cfg.newton_steps >= 1:
+            self.pool = self._bounded(
+                bounded_newton_step(zero, levels[:n_zero], sample_grads[:n_zero], max_move=cfg.seed_bound)
+            )
+        elif cfg.warm_start:
             self.pool = zero.detach()
         self.step += 1
+        # One host synchronisation for all the logged scalars.
+        terms = torch.stack([loss, levelset, data, normal, levels[:n_zero].abs().mean()]).tolist()
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
         return StepLog(
             step=self.step,
-            loss=float(loss.detach()),
-            levelset=float(levelset.detach()),
-            data=float(data.detach()),
-            normal=float(normal.detach()),
+            loss=terms[0],
+            levelset=terms[1],
+            data=terms[2],
+            normal=terms[3],
             lr=lr,
             seconds=elapsed,
-            zero_residual=float(levels[: len(zero)].abs().mean()),
+            zero_residual=terms[4],
         )
+
+    def _normal_term(self, batch_idx: torch.Tensor) -> torch.Tensor:
+        """mean(1 − cos(∇F, n)) on the first ``normal_points`` scan points of the batch.
+
+        It needs ∇F with its own graph (a double backward, the costliest part of a step), so it runs on a
+        separate pass over a subset instead of on every point of the first-order pass.
+        """
+        k = self.config.normal_points or len(batch_idx)
+        idx = batch_idx[:k]
+        x = self.points[idx].requires_grad_(True)
+        (grads,) = torch.autograd.grad(self.model(x).sum(), x, create_graph=True)
+        return normal_term(grads, self.normals[idx])
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -58,6 +58,21 @@ def newton_step(points: torch.Tensor, values: torch.Tensor, grads: torch.Tensor)
     return points - (values / grad_sq)[:, None] * grads
 
 
+def bounded_newton_step(
+    points: torch.Tensor, values: torch.Tensor, grads: torch.Tensor, max_move: float | None
+) -> torch.Tensor:
+    """A Newton move of (n, 3) points whose length is capped at ``max_move`` (None = uncapped).
+
+    Far from the surface ‖∇F‖ may be tiny and the plain move huge; the cap damps it.
+    """
+    moved = newton_step(points, values, grads)
+    if max_move is None:
+        return moved
+    delta = moved - points
+    length = delta.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return points + delta * (max_move / length).clamp(max=1.0)
+
+
 def project_to_zero_level_set(
     model: torch.nn.Module,
     points: torch.Tensor,
@@ -70,7 +85,7 @@ def project_to_zero_level_set(
     """Move (n, 3) points onto F = 0 with per-point generalized Newton steps.
 
     Converged points (|F| ≤ tol) stop moving; the others take up to ``max_steps`` steps. ``max_move``
-    bounds the length of one step (a damped step far from the surface, where ‖∇F‖ may be tiny).
+    bounds the length of one step.
     Checking convergence needs a host synchronisation; ``check_every`` > 1 checks less often (points
     that converge in between keep taking steps, which leaves them on the zero set).
     """
@@ -79,12 +94,7 @@ def project_to_zero_level_set(
     active = values.abs() > tol
     steps = 0
     for steps in range(1, max_steps + 1):  # noqa: B007 - steps is reported
-        moved = newton_step(p, values, grads)
-        if max_move is not None:
-            delta = moved - p
-            length = delta.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            moved = p + delta * (max_move / length).clamp(max=1.0)
-        p = torch.where(active[:, None], moved, p)
+        p = torch.where(active[:, None], bounded_newton_step(p, values, grads, max_move), p)
         values, grads = value_and_gradient(model, p)
         active = values.abs() > tol
         if steps % check_every == 0 and not bool(active.any()):

@@ -44,7 +44,16 @@ class NearestScanPoint:
         if method == "kdtree" or (method == "auto" and self.points.device.type == "cpu"):
             from scipy.spatial import cKDTree
 
-            self._tree = cKDTree(self.points.numpy().astype(np.float64))
+            # Leaves of 64 points: queries far from the scan (most of a step's) run ~2× faster than at 16.
+            self._tree = cKDTree(self.points.numpy().astype(np.float64), leafsize=64)
+
+    def tree(self):
+        """A scipy cKDTree over the scan points (the one in use on CPU, else built now)."""
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            return cKDTree(self.points.cpu().numpy().astype(np.float64), leafsize=64)
+        return self._tree
 
     def indices(self, queries: torch.Tensor) -> torch.Tensor:
         """Index (m,) long of the nearest scan point of each (m, 3) query."""
@@ -59,17 +68,28 @@ class NearestScanPoint:
             out.append(torch.cdist(chunk, self.points).argmin(dim=1))
         return torch.cat(out)
 
-    def distances(self, queries: torch.Tensor) -> torch.Tensor:
-        """Differentiable distance (m,) from each (m, 3) query to its nearest scan point."""
-        nearest = self.points[self.indices(queries)]
+    def distances(self, queries: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable distance (m,) from each (m, 3) query to its nearest scan point.
+
+        ``indices`` (m,) long, when given, are the nearest scan points already known (found at the
+        query's θ0 position, which is where the argmin is taken anyway).
+        """
+        nearest = self.points[self.indices(queries) if indices is None else indices]
         return torch.sqrt(((queries - nearest) ** 2).sum(dim=1) + DISTANCE_EPS)
 
 
 def levelset_sample_term(
-    moved_points: torch.Tensor, levels: torch.Tensor, nearest: NearestScanPoint, form: str = "2020"
+    moved_points: torch.Tensor,
+    levels: torch.Tensor,
+    nearest: NearestScanPoint,
+    form: str = "2020",
+    indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """mean_p | d(p(θ)) − |c| | (2020) or mean_p | d² − c² | (2019) for (m, 3) sample-network points."""
-    d = nearest.distances(moved_points)
+    """mean_p | d(p(θ)) − |c| | (2020) or mean_p | d² − c² | (2019) for (m, 3) sample-network points.
+
+    ``indices`` (m,) long: the samples' nearest scan points when already known (else a query).
+    """
+    d = nearest.distances(moved_points, indices)
     c = levels.detach().abs()
     if form == "2020":
         return (d - c).abs().mean()

@@ -142,10 +142,11 @@ def evaluate_reconstruction(
         dots_gt = np.sum(gt_nrm * pred_nrm[i_gt], axis=1)
         result["normal_consistency"] = 0.5 * float(np.abs(dots_pred).mean() + np.abs(dots_gt).mean())
         result["normal_consistency_oriented"] = 0.5 * float(dots_pred.mean() + dots_gt.mean())
-    n_scan = None
+    n_scan = n_scan_points = None
     if scan_points is not None:
-        scan = _subsample(_checked_points(scan_points, "scan"), n_samples, streams[_SCAN])
-        n_scan = len(scan)
+        scan_points = _checked_points(scan_points, "scan")
+        scan = _subsample(scan_points, n_samples, streams[_SCAN])
+        n_scan, n_scan_points = len(scan), len(scan_points)
         result["scan_to_pred"] = float(pred_tree.query(scan, workers=-1)[0].mean())
 
     result["x1000_diag"] = _scaled_by_diagonal(result, diagonal)
@@ -157,6 +158,9 @@ def evaluate_reconstruction(
         n_pred=len(pred_pts),
         n_gt=len(gt_pts),
         n_scan=n_scan,
+        n_pred_points=_point_count(pred),
+        n_gt_points=_point_count(gt),
+        n_scan_points=n_scan_points,
         seed=seed,
         definitions=metric_definitions(n_samples=n_samples, seed=seed, tau=tau, diagonal=diagonal),
     )
@@ -168,7 +172,8 @@ def metric_definitions(*, n_samples: int, seed: int, tau: float, diagonal: float
     return {
         "sampling": (
             f"meshes: {n_samples} area-uniform samples per surface; point sets: as given, randomly "
-            f"subsampled to {n_samples} if larger; prediction/GT/scan use independent streams of seed {seed}"
+            f"subsampled to {n_samples} if larger (n_*_points: their size before); prediction/GT/scan use "
+            f"independent streams of seed {seed}"
         ),
         "d(x, Y)": "Euclidean distance from x to its nearest sample of Y",
         "accuracy": "mean over prediction samples p of d(p, GT)",
@@ -217,6 +222,13 @@ def _surface_samples(
             raise InputError(f"{name}: {len(normals)} normals for {len(points)} points")
         normals = _unit(normals if keep is None else normals[keep])
     return (points if keep is None else points[keep]), normals
+
+
+def _point_count(geometry) -> int | None:
+    """How many points a point-set input had before subsampling; None for a mesh."""
+    if hasattr(geometry, "faces") and hasattr(geometry, "vertices"):
+        return None
+    return len(_as_point_set(geometry)[0])
 
 
 def _as_point_set(geometry) -> tuple[np.ndarray, np.ndarray | None]:

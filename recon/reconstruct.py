@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recon.errors import InputError, RunDirError
+from recon.errors import InputError, ReconError, RunDirError
 from recon.fit import FitConfig, LevelSetFitter, StepLog
 from recon.normalize import Normalization
 from recon.run import RunFolder, environment_metadata
@@ -20,6 +23,8 @@ ProgressFn = Callable[[StepLog], None]
 
 MIN_FIT_POINTS = 32
 """Fewer scan points than this cannot define a surface worth fitting."""
+FIT_CHECKPOINT_KEYS = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
+"""What :meth:`LevelSetFitter.state_dict` holds; a checkpoint lacking any of them is refused."""
 
 
 @dataclass
@@ -36,7 +41,7 @@ class FitResult:
 def prepare_points(
     points: np.ndarray, normals: np.ndarray | None, config: FitConfig
 ) -> tuple[np.ndarray, np.ndarray | None, Normalization]:
-    """Subsample and normalize a scan.
+    """Subsample a scan, drop its isolated points (when the config asks) and normalize it.
 
     Parameters
     ----------
@@ -51,18 +56,29 @@ def prepare_points(
     normalization : Normalization
     """
     from recon.io import check_points, is_planar
+    from recon.outliers import isolated_point_mask
 
     points = check_points(points, min_points=MIN_FIT_POINTS)
-    if is_planar(points):
-        raise InputError(
-            "the scan is flat (all points lie on a plane): no closed surface can be fitted to it"
-        )
     if len(points) > config.max_points:
         keep = np.sort(
             np.random.default_rng(config.seed).choice(len(points), config.max_points, replace=False)
         )
         points = points[keep]
         normals = normals[keep] if normals is not None else None
+    # Checked on the subset the fit uses: the same answer for a real scan, without copying a huge one.
+    if is_planar(points):
+        raise InputError(
+            "the scan is flat (all points lie on a plane): no closed surface can be fitted to it"
+        )
+    if config.outlier_ratio > 0:
+        inliers = ~isolated_point_mask(points, neighbors=config.outlier_neighbors, ratio=config.outlier_ratio)
+        if inliers.sum() < MIN_FIT_POINTS:
+            raise InputError(
+                f"only {int(inliers.sum())} of the scan's points are not isolated; at least "
+                f"{MIN_FIT_POINTS} are needed"
+            )
+        points = points[inliers]
+        normals = normals[inliers] if normals is not None else None
     normalization = Normalization.fit(points)
     work = normalization.to_work(points).astype(np.float32)
     return work, (normals.astype(np.float32) if normals is not None else None), normalization
@@ -86,22 +102,43 @@ def fit_scan(
     existed = Path(run_dir).exists()
     run = RunFolder.create(run_dir, force=force)
     try:
-        resolved = config.to_dict() | {"scan": str(Path(scan_path).resolve()), "levers": config.levers()}
-        run.write_json("config.json", resolved)
         fitter = LevelSetFitter(work_points, work_normals, config)
-        run.write_json("meta.json", environment_metadata(str(fitter.device), config.seed))
+        used = _points_used(len(cloud.points), len(work_points), config.max_points)
+        run.write_json("meta.json", environment_metadata(str(fitter.device), config.seed) | used)
         run.write_json("normalization.json", normalization.to_dict())
         _save_scan_points(run, work_points, work_normals)
+        run.save_checkpoint(fitter.state_dict())
         run.log(
-            f"fit {scan_path}: {len(cloud.points)} points ({len(work_points)} used), "
+            f"fit {scan_path}: {len(cloud.points)} points ({len(work_points)} used"
+            f"{', a random subset: the scan has more than max_points' if used['subsampled'] else ''}"
+            f"{_dropped_text(used['isolated_dropped'])}), "
             f"normals={'yes' if cloud.normals is not None else 'no'}, preset={config.preset}, "
             f"device={fitter.device}, seed={config.seed}"
         )
+        # config.json comes last: a folder holding it holds everything a resume needs (kill-safety).
+        resolved = config.to_dict() | {"scan": str(Path(scan_path).resolve()), "levers": config.levers()}
+        run.write_json("config.json", resolved)
     except BaseException:
         if not existed:
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     return _train_and_mesh(run, fitter, normalization, progress, thumbnail)
+
+
+def _dropped_text(count: int) -> str:
+    return f", {count} isolated points dropped" if count else ""
+
+
+def _points_used(n_scan: int, n_used: int, max_points: int) -> dict:
+    """What meta.json says about the points a fit used: the scan's count, the count used, whether a random
+    subset was taken (more than ``max_points``) and how many isolated points were dropped from it."""
+    n_kept = min(n_scan, max_points)
+    return {
+        "scan_points": n_scan,
+        "points_used": n_used,
+        "subsampled": n_scan > max_points,
+        "isolated_dropped": n_kept - n_used,
+    }
 
 
 def resume_run(
@@ -112,7 +149,9 @@ def resume_run(
     if run.is_done():
         raise RunDirError(f"{run.path} is already finished (DONE exists); use recon extract to re-mesh it")
     fitter, normalization = load_fitter(run)
-    run.log(f"resume at step {fitter.step}")
+    run.remove_stale_temporaries()
+    dropped = run.truncate_metrics(fitter.step)
+    run.log(f"resume at step {fitter.step} (dropped {dropped} metrics records logged after that checkpoint)")
     return _train_and_mesh(run, fitter, normalization, progress, thumbnail)
 
 
@@ -142,17 +181,43 @@ def load_fitter(run: RunFolder, config: FitConfig | None = None) -> tuple[LevelS
     ``config`` defaults to the run's own (pass a modified one, e.g. another device).
     """
     config = config or load_config(run)
+    normalization = _load_normalization(run)
     work_points, work_normals = _load_scan_points(run)
-    fitter = LevelSetFitter(work_points, work_normals, config)
-    fitter.load_state_dict(run.load_checkpoint(map_location=fitter.device))
-    return fitter, Normalization.from_dict(run.read_json("normalization.json"))
+    fitter = LevelSetFitter(work_points, work_normals, config, initialize=False)
+    state = run.load_checkpoint(map_location=fitter.device, required=FIT_CHECKPOINT_KEYS)
+    try:
+        fitter.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        problem = " ".join(str(exc).split())[:160]
+        raise RunDirError(
+            f"{run.checkpoint_path} does not fit this run's model and config ({type(exc).__name__}: "
+            f"{problem}); it is refused"
+        ) from exc
+    return fitter, normalization
 
 
 def load_config(run: RunFolder) -> FitConfig:
+    """The run's FitConfig: plain JSON data, checked field by field (never code)."""
+    config = run.read_json("config.json")
+    if not isinstance(config, dict):
+        raise RunDirError(f"{run.config_path} is not a valid fit config (not a JSON object)")
     try:
-        return FitConfig.from_dict(run.read_json("config.json"))
-    except (TypeError, ValueError) as exc:
+        return FitConfig.from_dict(config).validate()
+    except (TypeError, ValueError, ReconError) as exc:
         raise RunDirError(f"{run.config_path} is not a valid fit config: {exc}") from exc
+
+
+def _load_normalization(run: RunFolder) -> Normalization:
+    path = run.path / "normalization.json"
+    try:
+        normalization = Normalization.from_dict(run.read_json("normalization.json"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunDirError(f"{path} is corrupt ({type(exc).__name__}: {exc})") from exc
+    if not (np.isfinite(normalization.center).all() and np.isfinite(normalization.scale)):
+        raise RunDirError(f"{path} is corrupt (non-finite centre or scale)")
+    if normalization.scale <= 0:
+        raise RunDirError(f"{path} is corrupt (scale {normalization.scale} is not positive)")
+    return normalization
 
 
 def closed_field(fitter: LevelSetFitter, bound: float, margin: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -207,7 +272,7 @@ def _train_and_mesh(
     thumbnail: bool,
 ) -> FitResult:
     cfg = fitter.config
-    try:
+    with _sigint_between_steps() as interrupted:
         while fitter.step < cfg.steps:
             log = fitter.train_step()
             if log.step % cfg.log_every == 0 or log.step == cfg.steps:
@@ -221,10 +286,10 @@ def _train_and_mesh(
                 run.save_checkpoint(fitter.state_dict())
             if progress is not None:
                 progress(log)
-    except KeyboardInterrupt:
-        run.save_checkpoint(fitter.state_dict())
-        run.log(f"interrupted at step {fitter.step}; checkpoint saved")
-        raise
+            if interrupted():
+                run.save_checkpoint(fitter.state_dict())
+                run.log(f"interrupted at step {fitter.step}; checkpoint saved")
+                raise KeyboardInterrupt
     run.save_checkpoint(fitter.state_dict())
     report = write_mesh(fitter, normalization, run.mesh_path, resolution=cfg.resolution)
     run.log(f"mesh {run.mesh_path}: {report}")
@@ -234,6 +299,32 @@ def _train_and_mesh(
         _try_thumbnail(run)
     run.mark_done({"steps": fitter.step, "train_seconds": round(fitter.seconds, 3), "mesh": report})
     return FitResult(run.path, run.mesh_path, fitter.step, fitter.seconds, report)
+
+
+@contextlib.contextmanager
+def _sigint_between_steps() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C into a request that the loop honours after the current step.
+
+    A KeyboardInterrupt raised inside a step would leave the model, optimizer and RNG out of step with
+    each other, and a checkpoint of that state would not resume to the uninterrupted result. A second
+    Ctrl-C interrupts at once (the last periodic checkpoint is then what a resume starts from). Outside
+    the main thread signals cannot be caught and nothing changes.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def request(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_lipschitz_guarantee(run: RunFolder, fitter: LevelSetFitter) -> None:
@@ -263,8 +354,17 @@ def _save_scan_points(run: RunFolder, points: np.ndarray, normals: np.ndarray | 
 
 
 def _load_scan_points(run: RunFolder) -> tuple[np.ndarray, np.ndarray | None]:
+    from recon.io import load_scan
+
     path = run.path / "scan_points.npz"
     if not path.exists():
         raise RunDirError(f"{run.path} has no scan_points.npz")
+    try:
+        cloud = load_scan(path, min_points=MIN_FIT_POINTS)
+    except InputError as exc:
+        raise RunDirError(f"the run's scan points are unusable: {exc}") from exc
     with np.load(path) as data:
-        return data["points"], data.get("normals")
+        normals = data["normals"] if "normals" in data.files else None
+    if normals is not None and normals.shape != cloud.points.shape:
+        raise RunDirError(f"{path}: normals and points differ in shape")
+    return cloud.points.astype(np.float32), None if normals is None else normals.astype(np.float32)

@@ -45,6 +45,10 @@ RUN_FILES = (
 )
 
 
+CHECKPOINT_KEYS = ("model",)
+"""Keys every recon checkpoint holds; a loader names the others its own checkpoints hold."""
+
+
 class RunFolder:
     """Paths and atomic writers of one run folder."""
 
@@ -77,11 +81,16 @@ class RunFolder:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunFolder:
-        """An existing run folder (must hold config.json)."""
+        """An existing run folder (must hold config.json, which a fit writes last when it sets a run up)."""
         run = cls(path)
         if not run.path.is_dir():
             raise RunDirError(f"{run.path} is not a run folder (no such directory)")
         if not run.config_path.exists():
+            if any((run.path / name).exists() for name in RUN_FILES):
+                raise RunDirError(
+                    f"{run.path} holds a run that was stopped while being set up (no config.json); "
+                    "start it again with --force"
+                )
             raise RunDirError(f"{run.path} is not a run folder (no config.json)")
         return run
 
@@ -121,10 +130,48 @@ class RunFolder:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def truncate_metrics(self, step: int) -> int:
+        """Keep the metrics.jsonl records of steps up to ``step`` (the checkpoint a resume starts from).
+
+        A run killed after its last checkpoint logged steps it will redo, possibly ending in a half-written
+        line; dropping them keeps one record per step. Returns the number of records dropped.
+        """
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return 0
+        kept, dropped = [], 0
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                keep = int(record["step"]) <= step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            write_text(path, "".join(f"{line}\n" for line in kept))
+        return dropped
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files of atomic writes that a killed process left behind; return them.
+
+        Call only while no other process writes into this run folder.
+        """
+        stale = [
+            p for p in (*self.path.glob(".*.tmp*"), *self.path.glob("checkpoints/.*.tmp*")) if p.is_file()
+        ]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
     def log(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.path / "log", "a") as f:
-            f.write(f"{stamp} {line}\n")
+        # A file name that is not UTF-8 (Latin-1 bytes) must not stop a fit: its bytes are logged as \xNN.
+        text = f"{stamp} {line}\n".encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        with open(self.path / "log", "a", encoding="utf-8") as f:
+            f.write(text)
 
     def save_checkpoint(self, state: dict) -> None:
         import torch
@@ -132,18 +179,32 @@ class RunFolder:
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
-    def load_checkpoint(self, map_location=None) -> dict:
-        """The latest checkpoint, loaded with ``weights_only=True`` (no code is ever unpickled)."""
+    def load_checkpoint(self, map_location=None, required: tuple[str, ...] = CHECKPOINT_KEYS) -> dict:
+        """The latest checkpoint, loaded with ``weights_only=True`` (no code is ever unpickled).
+
+        Raises
+        ------
+        RunDirError
+            No checkpoint; a file torch cannot load as plain tensors and containers (tampered, truncated,
+            or holding pickled objects); or a dict without the ``required`` keys (someone else's file).
+        """
         import torch
 
         if not self.checkpoint_path.exists():
             raise RunDirError(f"{self.path} has no checkpoint to resume from")
         try:
-            return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+            state = torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not ours
             raise RunDirError(
-                f"{self.checkpoint_path} is not a valid recon checkpoint ({type(exc).__name__})"
+                f"{self.checkpoint_path} is not a valid recon checkpoint ({type(exc).__name__}); "
+                "it was damaged or replaced and is refused"
             ) from exc
+        missing = [key for key in required if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise RunDirError(
+                f"{self.checkpoint_path} is not a recon checkpoint (missing {', '.join(missing)}); refused"
+            )
+        return state
 
     def write_method_result(
         self, *, method: str, scan: str, config: dict, meta: dict, vertices: np.ndarray, faces: np.ndarray

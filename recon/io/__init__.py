@@ -38,6 +38,7 @@ __all__ = [
     "check_points",
     "faust_registration_path",
     "faust_scan_paths",
+    "is_colinear",
     "is_planar",
     "load_mesh",
     "load_scan",
@@ -249,7 +250,7 @@ def check_points(points, *, min_points: int = 16, name: str = "scan") -> np.ndar
         raise InputError(f"{name}: only {n} points; at least {min_points} are needed")
     if n == 0:
         return array
-    biggest = float(np.abs(array).max())
+    biggest = float(max(array.max(), -array.min()))  # no |array| temporary: scans can be 5M points
     if biggest > TOL.max_abs_coordinate:
         raise InputError(
             f"{name}: coordinates reach {biggest:.3g}, beyond {TOL.max_abs_coordinate:.0e}; "
@@ -266,12 +267,23 @@ def is_planar(points: np.ndarray, rel_tol: float = 1e-4) -> bool:
     True when the smallest principal extent (standard deviation along the weakest principal axis) is
     below ``rel_tol`` times the largest.
     """
+    extents = _principal_extents(points)
+    return bool(extents[2] == 0 or extents[0] < rel_tol * extents[2])
+
+
+def is_colinear(points: np.ndarray, rel_tol: float = 1e-4) -> bool:
+    """Whether ``points`` (n, 3) lie on a line (or at a point): the middle principal extent is below
+    ``rel_tol`` times the largest."""
+    extents = _principal_extents(points)
+    return bool(extents[2] == 0 or extents[1] < rel_tol * extents[2])
+
+
+def _principal_extents(points: np.ndarray) -> np.ndarray:
+    """Standard deviations (3,) of ``points`` (n, 3) along their principal axes, ascending."""
     centred = np.asarray(points, dtype=np.float64)
     centred = centred - centred.mean(axis=0)
-    variances = np.clip(np.linalg.eigvalsh(centred.T @ centred / max(len(centred), 1)), 0.0, None)
-    if variances[-1] == 0:
-        return True
-    return bool(np.sqrt(variances[0] / variances[-1]) < rel_tol)
+    variances = np.linalg.eigvalsh(centred.T @ centred / max(len(centred), 1))
+    return np.sqrt(np.clip(variances, 0.0, None))
 
 
 def _readable_file(path: str | os.PathLike) -> Path:

@@ -5,16 +5,18 @@ The boundary of a classifier f at a labelled point (x, y) is the zero level set 
     F(x) = f_r(x) − f_y(x),    r = argmax_{j ≠ y} f_j(x)   (runner-up, recomputed at every evaluation),
 
 so F < 0 ⇔ x is classified correctly. Boundary points are found as in Atzmon et al. (2019): signed-gradient
-PGD inside a per-example L∞ box drives F across zero, then regula falsi on the segment back to x finds the root.
-The points then pass through the sample network of :mod:`recon.levelset` (on flattened images, since that
-module works on (n, d) points), and the loss moves the boundary away from correct points.
+PGD inside a per-example L∞ box (or normalized-gradient PGD in an L2 ball) drives F across zero, then regula
+falsi on the segment back to x finds the root. The points then pass through the sample network of
+:mod:`recon.levelset` (on flattened images, since that module works on (n, d) points), and the losses move the
+boundary away from correct points: :func:`levelset_margin_loss` (robustness, replaces cross-entropy) and
+:func:`large_margin_loss` (the geometric SVM, added to cross-entropy).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -139,6 +141,8 @@ class BoundarySearch:
     step : signed-gradient step of misclassified points; correct ones take step·eps_correct/eps_base [0.01]
     iters : PGD steps, and the regula falsi budget [40]
     accept : keep boundary points with |F| below this [0.1]
+    norm : 'linf' (box, signed-gradient steps) [reference] or 'l2' (ball, normalized-gradient steps); the
+        radii and steps are measured in this norm
     """
 
     eps_correct: float = 0.4
@@ -147,6 +151,7 @@ class BoundarySearch:
     step: float = 0.01
     iters: int = 40
     accept: float = 0.1
+    norm: str = "linf"
 
 
 def find_boundary_points(
@@ -190,6 +195,31 @@ def find_boundary_points(
     )
 
 
+def find_correct_boundary_points(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    search: BoundarySearch,
+    generator: torch.Generator | None = None,
+) -> BoundarySamples:
+    """:func:`find_boundary_points` of the correctly classified images only; ``index`` rows the whole batch.
+
+    Parameters
+    ----------
+    images : (n, C, H, W) float in [0, 1]
+    labels : (n,) int64
+    """
+    with torch.no_grad():
+        rows = torch.nonzero(classifier(images).argmax(dim=1) == labels).squeeze(1)
+    if len(rows) == 0:
+        d = images[0].numel() if len(images) else 0
+        empty = images.new_zeros((0, d))
+        none = torch.zeros(0, dtype=torch.int64, device=images.device)
+        return BoundarySamples(empty, empty[:, 0], empty, none, none.bool())
+    samples = find_boundary_points(classifier, images[rows], labels[rows], search, generator)
+    return replace(samples, index=rows[samples.index])
+
+
 def _pgd_across(
     fn: MarginFunction,
     x: torch.Tensor,
@@ -197,17 +227,46 @@ def _pgd_across(
     search: BoundarySearch,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """(n, d) points in each example's box where PGD ascended F (correct points) or descended it (wrong)."""
+    """(n, d) points in each example's box (or ball) where PGD ascended F (correct points) or descended it."""
+    if search.norm not in ("linf", "l2"):
+        raise ValueError(f"unknown boundary-search norm {search.norm!r}; use linf or l2")
     eps = torch.where(correct, search.eps_correct, search.eps_wrong)[:, None]
     step = torch.where(correct, search.step * search.eps_correct / search.eps_base, search.step)[:, None]
-    direction = torch.where(correct, 1.0, -1.0)
-    noise = 2.0 * torch.rand(x.shape, generator=generator, device="cpu").to(x.device) - 1.0
-    x_adv = (x + eps * noise).clamp(0.0, 1.0)
+    direction = torch.where(correct, 1.0, -1.0)[:, None]
+    x_adv = _random_start(x, eps, search.norm, generator)
     for _ in range(search.iters):
         _, grad = value_and_gradient(fn, x_adv)
-        x_adv = x_adv + step * torch.sign(direction[:, None] * grad)
-        x_adv = torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+        x_adv = _project(x_adv + step * _unit_step(direction * grad, search.norm), x, eps, search.norm)
     return x_adv
+
+
+def _unit_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest ascent direction of unit length in the norm: sign(g) (L∞) or g/‖g‖₂ (L2), per row of (n, d)."""
+    if norm == "linf":
+        return torch.sign(grad)
+    return grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """(n, d) points of the radius-eps (n, 1) box or ball around x nearest to x_adv, clipped to [0, 1]."""
+    if norm == "linf":
+        return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    delta = x_adv - x
+    delta = delta * (eps / delta.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def _random_start(
+    x: torch.Tensor, eps: torch.Tensor, norm: str, generator: torch.Generator | None
+) -> torch.Tensor:
+    """x plus noise uniform in the (n, 1) radius-eps box (L∞, the reference) or of uniform radius in the ball."""
+    if norm == "linf":
+        noise = 2.0 * torch.rand(x.shape, generator=generator, device="cpu") - 1.0
+    else:
+        noise = torch.randn(x.shape, generator=generator, device="cpu")
+        radius = torch.rand((len(x), 1), generator=generator, device="cpu")
+        noise = radius * noise / noise.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (x + eps * noise.to(x.device)).clamp(0.0, 1.0)
 
 
 def _roots_on_segments(
@@ -255,16 +314,75 @@ def levelset_margin_loss(
     The loss is 0 (with a graph to θ) when no boundary point was found.
     """
     if len(samples.index) == 0:
-        return 0.0 * sum(p.sum() for p in classifier.parameters())
-    shape = tuple(images.shape[1:])
-    fn = MarginFunction(classifier, labels[samples.index], shape)
-    moved = sample_network(fn, samples.points, samples.levels, samples.grads)
-    k = samples.grads.abs().argmax(dim=1, keepdim=True)
-    x = images.reshape(len(images), -1)[samples.index]
-    distance = (x.gather(1, k) - moved.gather(1, k)).abs().squeeze(1)
+        return _zero_with_graph(classifier)
+    distance = sample_distances(classifier, images, labels, samples, "star")
     hinge = torch.where(
         samples.correct,
         correct_weight * torch.relu(eps_correct - distance),
         torch.relu(eps_wrong + distance),
     )
     return hinge.sum() / len(images)
+
+
+DISTANCES = ("l2", "linf", "star")
+
+
+def sample_distances(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    samples: BoundarySamples,
+    norm: str,
+) -> torch.Tensor:
+    """(m,) distances from each sample's image x to its boundary point p(θ) moved by the sample network.
+
+    At the parameters θ0 the samples were found with, p(θ0) = p, so the values are the distances to the
+    sampled boundary points; their gradient in θ is the first-order motion of the boundary along ∇ₓF.
+
+    Parameters
+    ----------
+    images : (n, C, H, W) float
+    labels : (n,) int64
+    samples : boundary samples of that batch (``samples.index`` rows ``images``)
+    norm : 'l2' (‖x − p‖₂), 'linf' (‖x − p‖_∞) or 'star' (|x_k − p_k| with k = argmax_j |∇ₓF_j|, the
+        reference's L∞-flavoured distance along the coordinate where p(θ) moves most)
+    """
+    if norm not in DISTANCES:
+        raise ValueError(f"unknown distance {norm!r}; choose one of {', '.join(DISTANCES)}")
+    shape = tuple(images.shape[1:])
+    fn = MarginFunction(classifier, labels[samples.index], shape)
+    moved = sample_network(fn, samples.points, samples.levels, samples.grads)
+    x = images.reshape(len(images), -1)[samples.index]
+    if norm == "star":
+        k = samples.grads.abs().argmax(dim=1, keepdim=True)
+        return (x.gather(1, k) - moved.gather(1, k)).abs().squeeze(1)
+    if norm == "l2":
+        return (x - moved).norm(dim=1)
+    return (x - moved).abs().amax(dim=1)
+
+
+def large_margin_loss(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    samples: BoundarySamples,
+    *,
+    margin: float,
+    norm: str = "l2",
+) -> torch.Tensor:
+    """The geometric-SVM margin term: Σ max(0, margin − d) over correct samples, divided by the batch size n.
+
+    d is the ``norm`` distance (:func:`sample_distances`) from a correctly classified x to its boundary
+    sample; misclassified examples and examples without a sample contribute 0 (cross-entropy, added by the
+    caller, handles them). The loss is 0 with a graph to θ when there is nothing to push.
+    """
+    correct = samples.correct
+    if not bool(correct.any()):
+        return _zero_with_graph(classifier)
+    kept = BoundarySamples(*(getattr(samples, f)[correct] for f in BoundarySamples.__dataclass_fields__))
+    distance = sample_distances(classifier, images, labels, kept, norm)
+    return torch.relu(margin - distance).sum() / len(images)
+
+
+def _zero_with_graph(classifier: nn.Module) -> torch.Tensor:
+    return 0.0 * sum(p.sum() for p in classifier.parameters())

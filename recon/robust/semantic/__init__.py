@@ -1,0 +1,12 @@
+"""Semantic robustness (Hamdi & Ghanem, "Towards Analyzing Semantic Robustness of Deep Neural Networks").
+
+How a classifier's confidence changes with the camera's viewpoint around a 3D shape:
+
+- :mod:`.render` — a soft point-splatting renderer, differentiable w.r.t. azimuth and elevation.
+- :mod:`.shapes` — shape classes from the real meshes available offline, with augmentation.
+- :mod:`.classifier` — classifiers trained on renders from random viewpoints; the score f(θ).
+- :mod:`.maps` — Network Semantic Maps over azimuth (1D) and azimuth × elevation (2D).
+- :mod:`.regions` — robust-region finders Naive, OIR_B, OIR_W (trapezoidal corner rule in n dimensions).
+- :mod:`.srvr` — the Semantic Robustness Volume Ratio per classifier.
+- :mod:`.plots` — maps and regions as PNG figures.
+"""

@@ -1,0 +1,72 @@
+import numpy as np
+import torch
+from conftest import sphere_points, torus_points
+from scipy.spatial import cKDTree
+
+from recon.fit import FitConfig, LevelSetFitter, tiny_preset
+from recon.initial_field import (
+    InitialFieldConfig,
+    point_areas,
+    signed_distance_estimate,
+    winding_numbers,
+)
+
+
+def test_winding_number_of_a_sampled_sphere_is_one_inside_zero_outside():
+    points, normals = sphere_points(4000, 0.7, seed=1)
+    areas = point_areas(points)
+    # The disc areas of an even sampling add up to about the sphere's area.
+    assert abs(areas.sum() / (4 * np.pi * 0.49) - 1) < 0.15
+    inside = np.array([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [0.0, 0.5, 0.0]])
+    outside = np.array([[1.0, 0.0, 0.0], [0.9, 0.9, 0.9], [0.0, 0.0, -2.0]])
+    w = winding_numbers(np.concatenate([inside, outside]), points, normals, areas)
+    assert np.all(np.abs(w[:3] - 1) < 0.1)
+    assert np.all(np.abs(w[3:]) < 0.1)
+
+
+def test_signed_distance_estimate_of_a_torus_matches_the_analytic_one():
+    rng = np.random.default_rng(0)
+    major, minor = 0.6, 0.25
+    points = torus_points(20_000, major, minor, seed=2)
+    ring = np.stack([points[:, 0], points[:, 1], np.zeros(len(points))], axis=1)
+    ring = major * ring / np.linalg.norm(ring, axis=1, keepdims=True)
+    normals = (points - ring) / np.linalg.norm(points - ring, axis=1, keepdims=True)
+    queries = rng.uniform(-1.0, 1.0, size=(3000, 3))
+    radial = np.linalg.norm(queries[:, :2], axis=1)
+    exact = np.hypot(radial - major, queries[:, 2]) - minor
+    estimate = signed_distance_estimate(
+        queries, points, normals, cKDTree(points), InitialFieldConfig(winding_points=1500), rng
+    )
+    clear = np.abs(exact) > 0.03
+    assert np.mean(np.sign(estimate[clear]) == np.sign(exact[clear])) > 0.99
+    assert np.median(np.abs(np.abs(estimate) - np.abs(exact))) < 0.01
+
+
+def test_signed_distance_start_puts_the_zero_set_on_the_scan():
+    points, normals = sphere_points(5000, 0.6, seed=3)
+    config = FitConfig.from_dict(tiny_preset().to_dict() | {"init": "signed-distance", "init_steps": 200})
+    config.model.init_radius = 0.3
+    fitter = LevelSetFitter(points, normals, config.validate())
+    sphere = FitConfig.from_dict(tiny_preset().to_dict())
+    sphere.model.init_radius = 0.3
+    untouched = LevelSetFitter(points, normals, sphere)
+    on_scan = np.abs(fitter.field(points)).mean()
+    assert on_scan < 0.02 < np.abs(untouched.field(points)).mean()
+    assert fitter.field(np.zeros((1, 3)))[0] < 0 < fitter.field(np.array([[1.0, 1.0, 1.0]]))[0]
+    assert fitter.init_error is not None and fitter.seconds > 0
+
+
+def test_resumed_fitter_skips_the_start():
+    points, normals = sphere_points(2000, 0.6, seed=4)
+    config = FitConfig.from_dict(tiny_preset().to_dict() | {"init": "signed-distance", "init_steps": 5})
+    torch.manual_seed(0)
+    fitter = LevelSetFitter(points, normals, config, initialize=False)
+    assert fitter.init_error is None
+
+
+def test_signed_distance_start_estimates_missing_normals():
+    points, _ = sphere_points(3000, 0.6, seed=5)
+    config = FitConfig.from_dict(tiny_preset().to_dict() | {"init": "signed-distance", "init_steps": 150})
+    fitter = LevelSetFitter(points, None, config.validate())
+    assert np.abs(fitter.field(points)).mean() < 0.03
+    assert fitter.field(np.zeros((1, 3)))[0] < 0
