@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon.levelset import value_and_gradient
+
 MIN_GRAD_SQ = 1e-6
 """Floor on ‖∇F‖² in the Newton step and the sample network (the reference value)."""
 
@@ -82,14 +84,6 @@ class ReferenceTimes:
 def _now() -> np.ndarray:
     """(wall, process CPU) seconds."""
     return np.array([time.perf_counter(), time.process_time()])
-
-
-def value_and_gradient(model: torch.nn.Module, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """F(p) : (n,) and ∇ₓF(p) : (n, 3) of (n, 3) points, both detached."""
-    p = points.detach().requires_grad_(True)
-    values = model(p)
-    (grads,) = torch.autograd.grad(values.sum(), p)
-    return values.detach(), grads
 
 
 class ReferenceStep:

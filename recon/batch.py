@@ -506,7 +506,8 @@ def run_batch(
     tasks = plan_tasks(entries, methods, bench, settings, threads=threads, force=force)
     _record_settings(bench, settings, force)
     report = progress or (lambda _result: None)
-    todo = []
+    finished: list[TaskResult] = []
+    pending: list[Task] = []
     for task in tasks:
         status = task_status(task.run_dir)
         if not force and (status == "finished" or (status == "failed" and not retry_failed)):
@@ -514,11 +515,9 @@ def run_batch(
             message = "" if status == "finished" else _error_line(task.run_dir)
             result = TaskResult(task.scan_id, task.method, skipped, 0.0, message, task.run_dir)
             report(result)
-            todo.append(result)
+            finished.append(result)
         else:
-            todo.append(task)
-    finished = [t for t in todo if isinstance(t, TaskResult)]
-    pending = [t for t in todo if isinstance(t, Task)]
+            pending.append(task)
     if not pending:
         return finished
     if executor == "local":

@@ -388,9 +388,11 @@ class LevelSetFitter:
         """(m, 3) general level-set samples, and their nearest scan point indices when known in advance."""
         cfg = self.config
         if self.general_pools is not None:
-            picks = [self._randint(len(pool), cfg.general_samples) for pool, _ in self.general_pools]
-            samples = [pool[pick] for (pool, _), pick in zip(self.general_pools, picks, strict=True)]
-            nearest = [near[pick] for (_, near), pick in zip(self.general_pools, picks, strict=True)]
+            samples, nearest = [], []
+            for pool, near in self.general_pools:
+                pick = self._randint(len(pool), cfg.general_samples)
+                samples.append(pool[pick])
+                nearest.append(near[pick])
             return torch.cat(samples), torch.cat(nearest)
         sets = []
         for sigma in cfg.general_sigmas:
