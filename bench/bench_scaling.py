@@ -12,8 +12,9 @@ memory columns show the peak both as measured and above that baseline.
   ``max_points`` raised to the scan size;
 - extract: ``extract_mesh`` (coarse-to-fine marching cubes of the closed field, as ``recon fit`` meshes)
   + ``keep_largest_component`` at 128³ … 512³ of one fast-preset network briefly trained on the 100k scan;
-- eval: ``evaluate_reconstruction`` of that network's 256³ mesh against the bunny mesh with the scan, with
-  ``n_samples`` = the scan size (as ``recon eval PRED GT --scan SCAN`` with its sample count raised).
+- eval: ``evaluate_reconstruction`` of that network's 256³ mesh against the bunny mesh with the scan, twice per
+  scan: with the default ``n_samples`` (100k per surface; the scan is subsampled for scan→prediction, as
+  ``recon eval PRED GT --scan SCAN``), and with ``n_samples`` = the scan size (its sample count raised).
 
 Each curve gets an empirical exponent: the least-squares slope of log(cost) against log(size) (size = scan
 points, or grid points res³ for extract). A table (Markdown + JSON) and a log-log plot (PNG) go to ``--out``.
@@ -39,6 +40,7 @@ import numpy as np
 SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 RESOLUTIONS = (128, 256, 384, 512)
 RESULT_MARK = "RESULT "
+DEFAULT_SAMPLES = 100_000  # recon.metrics.evaluate_reconstruction's default n_samples
 CASE_LOG: Path | None = None
 
 
@@ -320,6 +322,10 @@ def measure(args, out: Path) -> dict:
         run_case("eval", args.threads, pred=str(pred), gt=str(gt), scan=str(scans[n]), n_samples=n)
         for n in args.sizes
     ]
+    evaluation_default = [
+        run_case("eval", args.threads, pred=str(pred), gt=str(gt), scan=str(scans[n]), n_samples=DEFAULT_SAMPLES)
+        for n in args.sizes
+    ]
     return {
         "baseline_mb": baseline,
         "fit_default": fit,
@@ -327,6 +333,7 @@ def measure(args, out: Path) -> dict:
         "train": train,
         "extract": extract,
         "eval": evaluation,
+        "eval_default": evaluation_default,
     }
 
 
@@ -341,13 +348,17 @@ def curves(m: dict) -> dict[str, tuple[list, list, str]]:
         "fit setup, default max_points": (n, [r["setup_cpu_s"] for r in m["fit_default"]], "s"),
         "fit step, max_points = scan size": (n, [r["step_cpu_s"] for r in m["fit_all_points"]], "s"),
         "fit step, default max_points": (n, [r["step_cpu_s"] for r in m["fit_default"]], "s"),
-        "eval": (n, [r["eval_cpu_s"] for r in m["eval"]], "s"),
+        "eval, n_samples = scan points": (n, [r["eval_cpu_s"] for r in m["eval"]], "s"),
         "extract (vs grid points)": (grid, [r["extract_cpu_s"] for r in m["extract"]], "s"),
         "fit peak, max_points = scan size": (n, [r["peak_mb"] - base for r in m["fit_all_points"]], "MB"),
         "fit peak, default max_points": (n, [r["peak_mb"] - base for r in m["fit_default"]], "MB"),
         "eval peak": (n, [r["peak_mb"] - base for r in m["eval"]], "MB"),
         "extract peak (vs grid points)": (grid, [r["peak_mb"] - base for r in m["extract"]], "MB"),
-    }
+    } | (
+        {"eval, default n_samples": (n, [r["eval_cpu_s"] for r in m["eval_default"]], "s")}
+        if "eval_default" in m
+        else {}
+    )
 
 
 def markdown(m: dict, meta: dict) -> str:
@@ -389,14 +400,16 @@ def markdown(m: dict, meta: dict) -> str:
         )
     lines += [
         "",
-        "**Eval** (`evaluate_reconstruction(pred 256³ mesh, GT mesh, scan, n_samples = scan points)`)",
+        "**Eval** (`evaluate_reconstruction(pred 256³ mesh, GT mesh, scan, n_samples)`: n_samples = scan points, "
+        f"then the default {DEFAULT_SAMPLES:,} with the scan subsampled to it)",
         "",
-        "| samples per surface | load s | eval s | eval CPU s | CD-L1 ×1000 diag | peak MB | +MB |",
-        "|---|---|---|---|---|---|---|",
+        "| scan points | samples per surface | load s | eval s | eval CPU s | CD-L1 ×1000 diag | peak MB | +MB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in m["eval"]:
+    scan_sizes = [r["scan_points"] for r in m["fit_default"]]
+    for n, r in [*zip(scan_sizes, m["eval"]), *zip(scan_sizes, m.get("eval_default", []))]:
         lines.append(
-            f"| {r['n_samples']:,} | {r['load_s']:.2f} | {r['eval_s']:.2f} | {r['eval_cpu_s']:.2f} "
+            f"| {n:,} | {r['n_samples']:,} | {r['load_s']:.2f} | {r['eval_s']:.2f} | {r['eval_cpu_s']:.2f} "
             f"| {r['chamfer_l1_x1000']:.3f} "
             f"| {r['peak_mb']:.0f} | {r['peak_mb'] - base:.0f} |"
         )

@@ -247,3 +247,26 @@ def test_eval_cli_error_is_one_line_and_exit_2(mesh_files, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
     assert out.read_text() == "{}"
+
+
+def test_morton_order_interleaves_bits_and_only_permutes_the_samples():
+    from recon.metrics import _in_morton_order, _spread_bits
+
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 1 << 21, size=(200, 3))
+    expected = [
+        sum(((int(c[axis]) >> bit) & 1) << (3 * bit + axis) for bit in range(21) for axis in range(3))
+        for c in cells
+    ]
+    got = _spread_bits(cells[:, 0].astype(np.uint64))
+    got = got | (_spread_bits(cells[:, 1].astype(np.uint64)) << np.uint64(1))
+    got = got | (_spread_bits(cells[:, 2].astype(np.uint64)) << np.uint64(2))
+    assert [int(v) for v in got] == expected
+
+    points = rng.uniform(-1, 1, size=(5000, 3))
+    normals = _unit(rng.normal(size=points.shape))
+    ordered, ordered_normals = _in_morton_order(points, normals)
+    original = {tuple(p) + tuple(n) for p, n in zip(points, normals)}
+    assert {tuple(p) + tuple(n) for p, n in zip(ordered, ordered_normals)} == original
+    step = np.linalg.norm(np.diff(ordered, axis=0), axis=1).mean()
+    assert step < 0.2 * np.linalg.norm(np.diff(points, axis=0), axis=1).mean()
