@@ -323,7 +323,9 @@ def measure(args, out: Path) -> dict:
         for n in args.sizes
     ]
     evaluation_default = [
-        run_case("eval", args.threads, pred=str(pred), gt=str(gt), scan=str(scans[n]), n_samples=DEFAULT_SAMPLES)
+        run_case(
+            "eval", args.threads, pred=str(pred), gt=str(gt), scan=str(scans[n]), n_samples=DEFAULT_SAMPLES
+        )
         for n in args.sizes
     ]
     return {
@@ -375,8 +377,9 @@ def markdown(m: dict, meta: dict) -> str:
         "| peak MB | +MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = {id(r): r for r in m["fit_default"] + m["fit_all_points"]}.values()
-    for r in sorted(rows, key=lambda r: (r["scan_points"], r["points_used"])):
+    # Scans no larger than max_points appear in both lists (the same object, or equal rows after JSON).
+    rows = {(r["scan_points"], r["points_used"]): r for r in m["fit_default"] + m["fit_all_points"]}
+    for _, r in sorted(rows.items()):
         lines.append(
             f"| {r['scan_points']:,} | {r['points_used']:,} | {r['load_s']:.2f} | {r['prepare_s']:.2f} "
             f"| {r['fitter_init_s']:.2f} | {r['setup_s']:.2f} | {r['setup_cpu_s']:.2f} | {r['step_s']:.3f} "
@@ -407,7 +410,8 @@ def markdown(m: dict, meta: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     scan_sizes = [r["scan_points"] for r in m["fit_default"]]
-    for n, r in [*zip(scan_sizes, m["eval"]), *zip(scan_sizes, m.get("eval_default", []))]:
+    series = [m["eval"], *([m["eval_default"]] if "eval_default" in m else [])]
+    for n, r in [pair for rows in series for pair in zip(scan_sizes, rows, strict=True)]:
         lines.append(
             f"| {n:,} | {r['n_samples']:,} | {r['load_s']:.2f} | {r['eval_s']:.2f} | {r['eval_cpu_s']:.2f} "
             f"| {r['chamfer_l1_x1000']:.3f} "

@@ -275,9 +275,7 @@ def _subsample(points: np.ndarray, n: int, stream: np.random.SeedSequence) -> np
     return points if keep is None else points[keep]
 
 
-def _in_morton_order(
-    points: np.ndarray, normals: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _in_morton_order(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, 3) points, and their (n, 3) normals if given, reordered along a Z-order (Morton) curve."""
     lower = points.min(axis=0)
     span = max(float((points.max(axis=0) - lower).max()), np.finfo(np.float64).tiny)

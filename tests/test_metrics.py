@@ -266,7 +266,7 @@ def test_morton_order_interleaves_bits_and_only_permutes_the_samples():
     points = rng.uniform(-1, 1, size=(5000, 3))
     normals = _unit(rng.normal(size=points.shape))
     ordered, ordered_normals = _in_morton_order(points, normals)
-    original = {tuple(p) + tuple(n) for p, n in zip(points, normals)}
-    assert {tuple(p) + tuple(n) for p, n in zip(ordered, ordered_normals)} == original
+    original = {tuple(p) + tuple(n) for p, n in zip(points, normals, strict=True)}
+    assert {tuple(p) + tuple(n) for p, n in zip(ordered, ordered_normals, strict=True)} == original
     step = np.linalg.norm(np.diff(ordered, axis=0), axis=1).mean()
     assert step < 0.2 * np.linalg.norm(np.diff(points, axis=0), axis=1).mean()
