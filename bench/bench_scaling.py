@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.metrics import DEFAULT_SAMPLES
+
 SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 RESOLUTIONS = (128, 256, 384, 512)
 RESULT_MARK = "RESULT "
-DEFAULT_SAMPLES = 100_000  # recon.metrics.evaluate_reconstruction's default n_samples
 CASE_LOG: Path | None = None
 
 
@@ -356,11 +357,8 @@ def curves(m: dict) -> dict[str, tuple[list, list, str]]:
         "fit peak, default max_points": (n, [r["peak_mb"] - base for r in m["fit_default"]], "MB"),
         "eval peak": (n, [r["peak_mb"] - base for r in m["eval"]], "MB"),
         "extract peak (vs grid points)": (grid, [r["peak_mb"] - base for r in m["extract"]], "MB"),
-    } | (
-        {"eval, default n_samples": (n, [r["eval_cpu_s"] for r in m["eval_default"]], "s")}
-        if "eval_default" in m
-        else {}
-    )
+        "eval, default n_samples": (n, [r["eval_cpu_s"] for r in m["eval_default"]], "s"),
+    }
 
 
 def markdown(m: dict, meta: dict) -> str:
@@ -410,8 +408,7 @@ def markdown(m: dict, meta: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     scan_sizes = [r["scan_points"] for r in m["fit_default"]]
-    series = [m["eval"], *([m["eval_default"]] if "eval_default" in m else [])]
-    for n, r in [pair for rows in series for pair in zip(scan_sizes, rows, strict=True)]:
+    for n, r in [*zip(scan_sizes, m["eval"], strict=True), *zip(scan_sizes, m["eval_default"], strict=True)]:
         lines.append(
             f"| {n:,} | {r['n_samples']:,} | {r['load_s']:.2f} | {r['eval_s']:.2f} | {r['eval_cpu_s']:.2f} "
             f"| {r['chamfer_l1_x1000']:.3f} "

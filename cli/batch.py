@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from recon.batch import DEFAULT_METHODS, METHODS
+from recon.metrics import DEFAULT_SAMPLES
 
 
 def _methods(ctx, param, value: str) -> tuple[str, ...]:
@@ -53,7 +54,7 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
 @click.option(
     "--eval-samples",
     type=click.IntRange(min=1000),
-    default=100_000,
+    default=DEFAULT_SAMPLES,
     show_default=True,
     help="Points sampled on each surface for the metrics.",
 )

@@ -126,7 +126,7 @@ def scan_cmd(mesh, out_path, preset, seed, n_points, views, up, force) -> None:
 @click.option("--write-manifest", is_flag=True, help="Write manifest.csv/json in the MPI-FAUST folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
 def faust_cmd(root, write_manifest, force) -> None:
-    """List the scans and registrations of a FAUST layout (MPI-FAUST/training/scans/tr_scan_XXX.ply, ...)."""
+    """List the scans and registrations of a FAUST layout (MPI-FAUST/training/scans/tr_scan_NNN.ply, ...)."""
     from recon.data.manifest import faust_entries, write_faust_manifest
 
     if write_manifest:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from recon.errors import ReconError, RunDirError
+from recon.metrics import DEFAULT_SAMPLES
 
 MIN_POINTS = 3
 """Fewest points (or mesh vertices) an input to ``recon eval`` may have."""
@@ -43,7 +44,7 @@ RATIO_ROWS = (
 )
 @click.option(
     "--n-samples",
-    default=100_000,
+    default=DEFAULT_SAMPLES,
     show_default=True,
     type=click.IntRange(min=1),
     help="Samples per mesh; larger point sets are subsampled to it.",

@@ -5,8 +5,8 @@ A manifest is a CSV file (``manifest.csv``, columns :data:`COLUMNS`) with an opt
 and may not leave it, so a dataset folder can be moved or shared as a whole, and a manifest cannot point
 a batch run at arbitrary files.
 
-Also here: manifests for a FAUST layout (``MPI-FAUST/training/scans/tr_scan_XXX.ply`` with registrations
-``training/registrations/tr_reg_XXX.ply`` as ground truth, ``test/scans/test_scan_XXX.ply`` without) and for
+Also here: manifests for a FAUST layout (``MPI-FAUST/training/scans/tr_scan_NNN.ply`` with registrations
+``training/registrations/tr_reg_NNN.ply`` as ground truth, ``test/scans/test_scan_NNN.ply`` without) and for
 a plain folder of scans.
 """
 

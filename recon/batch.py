@@ -32,6 +32,7 @@ from pathlib import Path
 
 from recon.atomic import read_json, write_json, write_text
 from recon.errors import InputError, ReconError, RunDirError
+from recon.metrics import DEFAULT_SAMPLES
 from recon.run import RunFolder, environment_metadata
 
 METHODS: dict[str, str] = {
@@ -65,7 +66,7 @@ class BatchSettings:
     """Seed of fits and of the evaluation samples."""
     device: str = "auto"
     """Torch device of the learned methods: auto, cpu or cuda."""
-    eval_samples: int = 100_000
+    eval_samples: int = DEFAULT_SAMPLES
     """Points sampled on each surface for the metrics."""
     thumbnails: bool = True
     """Render a thumbnail.png into each run folder (skipped when no renderer is available)."""

@@ -18,6 +18,8 @@ from recon.errors import InputError
 
 #: Default F-score threshold as a fraction of the ground-truth bounding-box diagonal.
 DEFAULT_TAU_FRACTION = 0.01
+#: Points sampled on each surface by default (DESIGN.md §4).
+DEFAULT_SAMPLES = 100_000
 #: Lengths are also reported as this multiple of (length / GT bounding-box diagonal).
 DIAGONAL_MULTIPLIER = 1000.0
 # Normals shorter than this are treated as missing when normalising them.
@@ -87,7 +89,7 @@ def evaluate_reconstruction(
     gt,
     *,
     scan_points: np.ndarray | None = None,
-    n_samples: int = 100_000,
+    n_samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     fscore_tau: float | None = None,
 ) -> dict:
@@ -280,10 +282,15 @@ def _in_morton_order(points: np.ndarray, normals: np.ndarray | None) -> tuple[np
     lower = points.min(axis=0)
     span = max(float((points.max(axis=0) - lower).max()), np.finfo(np.float64).tiny)
     cells = np.floor((points - lower) * ((_MORTON_CELLS - 1) / span)).astype(np.uint64)
-    code = _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << np.uint64(1))
-    code |= _spread_bits(cells[:, 2]) << np.uint64(2)
-    order = np.argsort(code, kind="stable")
+    order = np.argsort(_morton_codes(cells), kind="stable")
     return points[order], (None if normals is None else normals[order])
+
+
+def _morton_codes(cells: np.ndarray) -> np.ndarray:
+    """(n,) uint64 Z-order codes of (n, 3) integer cell coordinates below 2^21: bit b of axis a → bit 3b + a."""
+    cells = cells.astype(np.uint64)
+    code = _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << np.uint64(1))
+    return code | (_spread_bits(cells[:, 2]) << np.uint64(2))
 
 
 def _spread_bits(values: np.ndarray) -> np.ndarray:

@@ -250,7 +250,7 @@ def test_eval_cli_error_is_one_line_and_exit_2(mesh_files, tmp_path):
 
 
 def test_morton_order_interleaves_bits_and_only_permutes_the_samples():
-    from recon.metrics import _in_morton_order, _spread_bits
+    from recon.metrics import _in_morton_order, _morton_codes
 
     rng = np.random.default_rng(0)
     cells = rng.integers(0, 1 << 21, size=(200, 3))
@@ -258,10 +258,7 @@ def test_morton_order_interleaves_bits_and_only_permutes_the_samples():
         sum(((int(c[axis]) >> bit) & 1) << (3 * bit + axis) for bit in range(21) for axis in range(3))
         for c in cells
     ]
-    got = _spread_bits(cells[:, 0].astype(np.uint64))
-    got = got | (_spread_bits(cells[:, 1].astype(np.uint64)) << np.uint64(1))
-    got = got | (_spread_bits(cells[:, 2].astype(np.uint64)) << np.uint64(2))
-    assert [int(v) for v in got] == expected
+    assert [int(v) for v in _morton_codes(cells)] == expected
 
     points = rng.uniform(-1, 1, size=(5000, 3))
     normals = _unit(rng.normal(size=points.shape))

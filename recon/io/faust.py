@@ -1,6 +1,6 @@
-"""The MPI-FAUST folder layout: ``MPI-FAUST/{training,test}/scans/*_scan_XXX.ply`` and registrations.
+"""The MPI-FAUST folder layout: ``MPI-FAUST/{training,test}/scans/*_scan_NNN.ply`` and registrations.
 
-``training/registrations/tr_reg_XXX.ply`` are the ground-truth meshes registered to the training scans;
+``training/registrations/tr_reg_NNN.ply`` are the ground-truth meshes registered to the training scans;
 test scans have none.
 """
 
@@ -46,7 +46,7 @@ def faust_scan_paths(root: str | os.PathLike, split: str = "training") -> list[P
 
 
 def faust_registration_path(scan_path: str | os.PathLike) -> Path | None:
-    """``training/registrations/tr_reg_XXX.ply`` for ``training/scans/tr_scan_XXX.ply``, if that file exists."""
+    """``training/registrations/tr_reg_NNN.ply`` for ``training/scans/tr_scan_NNN.ply``, if that file exists."""
     scan_path = Path(scan_path)
     if not scan_path.name.startswith("tr_scan_"):
         return None
