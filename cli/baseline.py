@@ -141,24 +141,32 @@ def _poisson_option(name: str, field: str, **kwargs):
 @_poisson_option("--depth", "depth", type=click.IntRange(1, 16))
 @_poisson_option("--backend", "backend", type=click.Choice(["pymeshlab", "open3d"]))
 @_poisson_option("--trim", "density_trim_quantile", type=click.FloatRange(0, 1, max_open=True))
+@_poisson_option("--outlier-ratio", "outlier_ratio", type=float)
+@_poisson_option("--outlier-neighbors", "outlier_neighbors", type=click.IntRange(min=1))
 @_poisson_option("--normals", "normals", type=click.Choice(["auto", "scan", "estimate"]))
 @_poisson_option("--point-weight", "point_weight", type=click.FloatRange(min=0))
 @_poisson_option("--samples-per-node", "samples_per_node", type=click.FloatRange(min=1))
 @_poisson_option("--threads", "threads", type=click.IntRange(min=0))
 def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **options) -> None:
-    """Screened Poisson reconstruction of SCAN (normals from the scan, or estimated and oriented)."""
+    """Screened Poisson reconstruction of SCAN, as an expert runs it: the isolated points the levelset fit
+    drops are dropped, normals come from the scan or are estimated and oriented."""
     from recon.baselines.poisson import PoissonConfig, screened_poisson
 
     config = PoissonConfig(**options, seed=seed)
     config.validate()
     output = output or Path("runs") / f"{scan.stem}-poisson"
+    report = {}
 
     def run_method():
         points, scan_normals = _scan_points_and_normals(scan)
-        return screened_poisson(points, scan_normals, config)
+        vertices, faces, report["info"] = screened_poisson(points, scan_normals, config)
+        return vertices, faces, report["info"]
 
     path = write_baseline_run(output, "poisson", scan, config, seed, force, run_method)
-    click.echo(f"wrote {path / 'mesh.ply'}")
+    dropped = report["info"]["isolated_points"]["dropped"]
+    click.echo(
+        f"wrote {path / 'mesh.ply'} ({dropped} isolated scan points dropped, {report['info']['normals']} normals)"
+    )
 
 
 def _scan_points_and_normals(scan: Path):

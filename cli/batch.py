@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from recon.batch import DEFAULT_METHODS, METHODS
+from recon.batch import DEFAULT_METHODS, METHODS, BatchSettings
 from recon.metrics import DEFAULT_SAMPLES
 
 
@@ -20,6 +20,16 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
             f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}"
         )
     return methods
+
+
+def _depths(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        depths = tuple(int(d) for d in value.split(",") if d.strip())
+    except ValueError:
+        depths = ()
+    if not depths or not all(1 <= d <= 16 for d in depths):
+        raise click.BadParameter(f"expected comma-separated octree depths within 1..16, got {value!r}")
+    return depths
 
 
 @click.command()
@@ -37,7 +47,8 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
     default=",".join(DEFAULT_METHODS),
     show_default=True,
     callback=_methods,
-    help=f"Comma-separated methods: {', '.join(METHODS)}.",
+    help=f"Comma-separated methods: {', '.join(METHODS)}. poisson-best is an oracle (it picks the best of "
+    "its configurations by the ground truth); levelset-trimmed evaluates the levelset run's mesh_trimmed.ply.",
 )
 @click.option(
     "--preset",
@@ -50,6 +61,18 @@ def _methods(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--atlasnet-steps", type=click.IntRange(min=1), help="Override the AtlasNet optimizer steps.")
 @click.option(
     "--poisson-depth", type=click.IntRange(1, 16), help="Override the screened-Poisson octree depth."
+)
+@click.option(
+    "--poisson-trim",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Override the screened-Poisson density trim quantile (default 0: keep every vertex).",
+)
+@click.option(
+    "--poisson-best-depths",
+    default=",".join(str(d) for d in BatchSettings.poisson_best_depths),
+    show_default=True,
+    callback=_depths,
+    help="Octree depths poisson-best tries with each backend (pymeshlab, open3d) and trim (0, 0.02).",
 )
 @click.option(
     "--eval-samples",
@@ -92,6 +115,8 @@ def batch(
     steps,
     atlasnet_steps,
     poisson_depth,
+    poisson_trim,
+    poisson_best_depths,
     eval_samples,
     seed,
     device,
@@ -110,7 +135,7 @@ def batch(
     BENCH_DIR/runs/<scan>/<method>/ with mesh.ply, eval.json and DONE, or ERROR when it fails; the batch
     goes on. Summarize with `recon report BENCH_DIR`.
     """
-    from recon.batch import BatchSettings, run_batch
+    from recon.batch import run_batch
 
     if scheduler is not None and executor != "dask":
         raise click.UsageError("--scheduler needs --executor dask")
@@ -119,6 +144,8 @@ def batch(
         steps=steps,
         atlasnet_steps=atlasnet_steps,
         poisson_depth=poisson_depth,
+        poisson_trim=poisson_trim,
+        poisson_best_depths=poisson_best_depths,
         seed=seed,
         device=device,
         eval_samples=eval_samples,

@@ -77,10 +77,32 @@ class _Progress:
     type=str,
     help="Fit a real scan that ships with the dependencies: face, bunny, cow, airplane.",
 )
+@click.option(
+    "--on-suspect",
+    type=click.Choice(["repair", "refuse", "warn"]),
+    help="When the mesh fails its check against the scan: refit from the other starts, then refuse (repair); "
+    "refuse at once; or keep it, marked suspect (warn). Default: the preset's (fast and paper: repair).",
+)
+@click.option(
+    "--no-trim", is_flag=True, help="Do not write mesh_trimmed.ply (the mesh without unsupported surface)."
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing non-empty run folder.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def fit(
-    scan, run_dir, preset, model_type, device, seed, steps, resolution, resume_dir, example, force, quiet
+    scan,
+    run_dir,
+    preset,
+    model_type,
+    device,
+    seed,
+    steps,
+    resolution,
+    resume_dir,
+    example,
+    on_suspect,
+    no_trim,
+    force,
+    quiet,
 ):
     """Fit a neural level set to SCAN and write a watertight mesh in the scan's own frame."""
     from recon.fit import PRESETS
@@ -98,11 +120,13 @@ def fit(
         from recon.examples import example_path
 
         scan = example_path(example)
-    config = replace(PRESETS[preset](), device=device, seed=seed, model_type=model_type)
+    config = replace(PRESETS[preset](), device=device, seed=seed, model_type=model_type, trim=not no_trim)
     if steps is not None:
         config = replace(config, steps=steps)
     if resolution is not None:
         config = replace(config, resolution=resolution)
+    if on_suspect is not None:
+        config = replace(config, on_suspect=on_suspect)
     if run_dir is None:
         run_dir = Path("runs") / f"{Path(scan).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not quiet:
@@ -135,6 +159,8 @@ def _run_with_progress(job, run_dir, quiet, total=None):
 
 
 def _report(result, quiet):
+    from recon.reconstruct import check_summary
+
     report = result.mesh_report or {}
     if not quiet:
         click.echo(
@@ -142,6 +168,8 @@ def _report(result, quiet):
             f"{report.get('n_faces')} faces, watertight={report.get('watertight')}",
             err=True,
         )
+        if result.surface_check is not None:
+            click.echo(f"check against the scan: {check_summary(result.surface_check)}", err=True)
     click.echo(str(result.mesh_path))
 
 

@@ -26,7 +26,9 @@ import click
 def report(bench_dir, interactive, max_view_faces, quiet):
     """Aggregate BENCH_DIR: results.csv, results_wide.csv, summary.json, table.md and report.html.
 
-    Prints the Markdown table (method | Chamfer L1 | Chamfer L2, mean ± std, ×1000 of the GT diagonal).
+    Prints the Markdown table: per method Chamfer L1 and L2 (×1000 of the GT diagonal), F@1%, normal
+    consistency and fit time as mean ± std, and the meshes each mean is over ("n, suspect k": how many of
+    them the fit's surface check flagged).
     """
     from recon.report import write_report
 

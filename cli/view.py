@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from recon.errors import ReconError
+from recon.errors import ConfigError, ReconError
 
 COLOR_MODES = ("default", "error", "normals")
+UP_CHOICES = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")
+"""The names of :data:`recon.viewer.camera.UP_CHOICES`, spelled out so that ``--help`` imports no numpy."""
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -31,6 +33,13 @@ def _parse_views(ctx: click.Context, param: click.Parameter, value: str) -> tupl
             f"unknown view {', '.join(unknown) or '(none)'}; choose from {', '.join(VIEWS)}"
         )
     return views
+
+
+def _parse_up(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # a ConfigError, not click's BadParameter: the CLI prints it as one line instead of a usage block
+    if value not in UP_CHOICES:
+        raise ConfigError(f"--up must be one of {', '.join(UP_CHOICES)}; got {value!r}")
+    return value
 
 
 @click.command("view")
@@ -86,7 +95,17 @@ def _parse_views(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     default="front,side,top,iso",
     show_default=True,
     callback=_parse_views,
-    help="Views in a screenshot, comma-separated (front back side left top bottom iso).",
+    help="Views in a screenshot, comma-separated (front back side left top bottom iso elevated); "
+    "elevated is the front seen from 25 degrees above.",
+)
+@click.option(
+    "--up",
+    default="auto",
+    show_default=True,
+    callback=_parse_up,
+    metavar="[" + "|".join(UP_CHOICES) + "]",
+    help="The scene axis shown pointing up. auto: +z when the shape is over 1.3 times taller along z "
+    "than along x and y, else +y (the FAUST/OBJ/PLY convention).",
 )
 @click.option(
     "--renderer",
@@ -107,6 +126,7 @@ def view(
     overlays: tuple[Path, ...],
     size: tuple[int, int],
     views: tuple[str, ...],
+    up: str,
     renderer: str | None,
     force: bool,
 ) -> None:
@@ -144,14 +164,28 @@ def view(
         for i in items
     ]
     overlay_geoms = [g.with_style(point_size=point_size) for g in overlay_geoms]
+    up_axis = _up_axis(up, items)
 
     if screenshot is not None:
-        _write_screenshot(items, overlay_geoms, screenshot, views, size, legend, renderer, force)
+        _write_screenshot(items, overlay_geoms, screenshot, views, size, legend, renderer, force, up_axis)
     else:
-        _open_window(items, overlay_geoms, size)
+        _open_window(items, overlay_geoms, size, up_axis)
 
 
-def _write_screenshot(items, overlays, out, views, size, legend, renderer, force) -> None:
+def _up_axis(up: str, items):
+    """(3,) up axis of the shown items (overlays do not vote); says which axis "auto" chose."""
+    import numpy as np
+
+    from recon.viewer.camera import UP_AXES, resolve_up
+
+    axis = resolve_up(up, np.concatenate([item.geometry.vertices for item in items]))
+    if up == "auto":
+        name = next(k for k, v in UP_AXES.items() if np.allclose(v, axis))
+        click.echo(f"up axis: {name} (guessed from the shape; --up overrides)")
+    return axis
+
+
+def _write_screenshot(items, overlays, out, views, size, legend, renderer, force, up_axis) -> None:
     from recon.viewer.render import render_rows, save_image
 
     image = render_rows(
@@ -162,18 +196,20 @@ def _write_screenshot(items, overlays, out, views, size, legend, renderer, force
         row_labels=[item.label for item in items],
         view_labels=True,
         backend=renderer,
+        up=up_axis,
     )
     save_image(image, out, force=force)
     click.echo(f"wrote {out} ({image.shape[1]}x{image.shape[0]}: {len(items)} row(s) x {len(views)} view(s))")
 
 
-def _open_window(items, overlays, size) -> None:
+def _open_window(items, overlays, size, up_axis) -> None:
     from recon.viewer.camera import frame_view
     from recon.viewer.geometry import union_bounds
     from recon.viewer.gl import show_window
 
     geometries = [item.geometry for item in items] + list(overlays)
-    camera = frame_view(union_bounds(geometries), "iso", (max(size[0], 960), max(size[1], 720)))
+    window = (max(size[0], 960), max(size[1], 720))
+    camera = frame_view(union_bounds(geometries), "elevated", window, up=up_axis)
     click.echo("keys: W wireframe, +/- point size, B back faces, H all keys; close the window to quit")
     show_window(geometries, camera, title="recon view: " + ", ".join(i.label for i in items))
 

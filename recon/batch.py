@@ -8,6 +8,7 @@ A benchmark folder (BENCH_DIR) holds::
         ERROR error.txt                                                   failed: one line + traceback
         task.json                                                         the task (scan, GT, variant)
         .lock                                                             claim, locked while a task runs
+        poisson_configs.json                                              poisson-best: every config tried
 
 A task fits (or runs a baseline), evaluates against the ground truth, writes ``eval.json`` and then
 ``DONE``. Every step is skipped when its output is already on disk, so a rerun does only what is missing:
@@ -15,14 +16,28 @@ a killed batch restarted on the same folder finishes the missing tasks, and a le
 short resumes from its checkpoint. A task holds an exclusive ``flock`` on its ``.lock`` file while it runs;
 the kernel drops the lock when the process dies, so a crashed batch never leaves a claim that blocks the
 next one, and two batches on one folder never run the same task twice at the same time.
+
+Two methods fit nothing of their own:
+
+- ``poisson-best`` runs every configuration of :data:`POISSON_BEST_BACKENDS` × depths × density trims on
+  the scan, evaluates each against the ground truth, keeps the best by Chamfer-L1 as its mesh, and writes
+  every configuration's metrics and seconds to ``poisson_configs.json``. It is an oracle anchor: it looks at
+  the ground truth to choose, by design, and refuses a scan without one.
+- ``levelset-trimmed`` evaluates the ``mesh_trimmed.ply`` (recon.trim) the fit wrote beside ``mesh.ply`` in
+  the scan's ``levelset`` run folder, copied into its own folder as ``mesh.ply``; nothing is refitted. Its
+  tasks run after the batch's levelset tasks, and run the levelset task themselves when it has not
+  finished; its fit time is the levelset fit's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import traceback
@@ -30,24 +45,40 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from recon.atomic import read_json, write_json, write_text
+from recon.atomic import atomic_path, read_json, write_json, write_text
 from recon.errors import InputError, ReconError, RunDirError
 from recon.metrics import DEFAULT_SAMPLES
 from recon.run import RunFolder, environment_metadata
 
 METHODS: dict[str, str] = {
     "levelset": "level-set loss (ours)",
+    "levelset-trimmed": "level-set loss (ours), trimmed to the scan",
     "atlasnet-sphere": "AtlasNet-1 sphere",
     "atlasnet-patch": "AtlasNet-1 patch",
     "atlasnet-25": "AtlasNet-25 patches",
     "poisson": "screened Poisson",
+    "poisson-best": "screened Poisson, best configuration (GT oracle)",
 }
 """Methods a batch can run, with the names tables give them."""
 
+DERIVED: dict[str, str] = {"levelset-trimmed": "levelset"}
+"""Methods that evaluate another method's run folder instead of fitting, and that method."""
 DEFAULT_METHODS = ("levelset", "atlasnet-25", "poisson")
+POISSON_BEST_BACKENDS = ("pymeshlab", "open3d")
+POISSON_BEST_TRIMS = (0.0, 0.02)
+"""Density trim quantiles poisson-best tries (with the backends and ``BatchSettings.poisson_best_depths``)."""
 STATUS_FILES = ("eval.json", "DONE", "ERROR", "error.txt")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_COMPARED_SETTINGS = ("preset", "steps", "atlasnet_steps", "poisson_depth", "seed", "eval_samples")
+_COMPARED_SETTINGS = (
+    "preset",
+    "steps",
+    "atlasnet_steps",
+    "poisson_depth",
+    "poisson_trim",
+    "poisson_best_depths",
+    "seed",
+    "eval_samples",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,10 @@ class BatchSettings:
     """Override the optimizer steps of the AtlasNet baselines."""
     poisson_depth: int | None = None
     """Override the octree depth of screened Poisson."""
+    poisson_trim: float | None = None
+    """Override the density trim quantile of screened Poisson."""
+    poisson_best_depths: tuple[int, ...] = (8, 9, 10)
+    """Octree depths poisson-best tries with each backend and density trim."""
     seed: int = 0
     """Seed of fits and of the evaluation samples."""
     device: str = "auto"
@@ -144,6 +179,8 @@ def plan_tasks(
 ) -> list[Task]:
     """One Task per (entry, method), scan-major.
 
+    A derived method's task comes after the task of the method it evaluates.
+
     Raises
     ------
     InputError
@@ -163,7 +200,7 @@ def plan_tasks(
                 f"scan id {scan_id!r} is not a plain name (letters, digits, . _ + -); its run folder would "
                 "leave BENCH_DIR"
             )
-        for method in dict.fromkeys(methods):
+        for method in sorted(dict.fromkeys(methods), key=lambda m: m in DERIVED):
             tasks.append(
                 Task(
                     scan_id=scan_id,
@@ -226,8 +263,9 @@ def run_task(task: Task) -> TaskResult:
 
 
 @contextlib.contextmanager
-def task_claim(run_dir: str | os.PathLike) -> Iterator[bool]:
-    """Hold an exclusive lock on ``run_dir/.lock`` for the block; yields False when another process has it.
+def task_claim(run_dir: str | os.PathLike, *, wait: bool = False) -> Iterator[bool]:
+    """Hold an exclusive lock on ``run_dir/.lock`` for the block; yields False when another process has it
+    (with ``wait``, waits for it instead and yields True).
 
     ``flock`` locks belong to the open file and vanish with the process, so a claim can never go stale.
     """
@@ -237,7 +275,7 @@ def task_claim(run_dir: str | os.PathLike) -> Iterator[bool]:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -277,7 +315,7 @@ def _check_inside_bench(run_dir: Path) -> None:
 
 def _clear_status(run_dir: Path, everything: bool) -> None:
     """Forget an earlier failure; with ``everything`` also the earlier results (a forced redo)."""
-    names = (*STATUS_FILES, "mesh.ply") if everything else ("ERROR", "error.txt")
+    names = (*STATUS_FILES, "mesh.ply", "poisson_configs.json") if everything else ("ERROR", "error.txt")
     for name in names:
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
@@ -300,14 +338,19 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def _fit_and_evaluate(task: Task, run: RunFolder) -> str:
     gt_mesh = _ground_truth(task)
-    fit_seconds = _fitted_seconds(task, run)
-    if fit_seconds is None:
-        start = time.perf_counter()
+    if task.method == "poisson-best" and gt_mesh is None:
+        raise InputError(
+            f"poisson-best chooses its configuration by the ground truth and scan {task.scan_id} has none; "
+            "use poisson for scans without ground truth"
+        )
+    if not _has_mesh(task, run):
         if task.method == "levelset":
             _fit_levelset(task, run)
+        elif task.method in DERIVED:
+            _derive_trimmed(task, run)
         else:
-            _run_baseline(task, run)
-        fit_seconds = time.perf_counter() - start
+            _run_baseline(task, run, gt_mesh)
+    fit_seconds = _recorded_seconds(run)
     eval_seconds, metrics = _evaluate(task, run, gt_mesh)
     record = {
         "scan_id": task.scan_id,
@@ -321,6 +364,8 @@ def _fit_and_evaluate(task: Task, run: RunFolder) -> str:
         "settings": asdict(task.settings),
         "seconds": {"fit": round(fit_seconds, 3), "eval": round(eval_seconds, 3)},
     }
+    if task.method in DERIVED:
+        record["derived_from"] = run.read_json("meta.json").get("derived_from")
     if metrics is None:
         record |= {"metrics": None, "note": "no ground truth in the dataset: nothing to compare with"}
     else:
@@ -344,31 +389,40 @@ def _ground_truth(task: Task):
     return load_mesh(task.gt)
 
 
-def _fitted_seconds(task: Task, run: RunFolder) -> float | None:
-    """Seconds the existing fit took when the folder already holds a finished mesh, else None."""
+def _has_mesh(task: Task, run: RunFolder) -> bool:
+    """The folder already holds the finished mesh of this task (only its evaluation is missing)."""
     if task.force or not run.mesh_path.is_file():
-        return None
-    # A levelset fit writes mesh.ply before its thumbnail and DONE; a baseline writes mesh.ply last.
-    if task.method == "levelset" and not run.is_done():
-        return None
-    with contextlib.suppress(Exception):
-        meta = read_json(run.path / "meta.json")
-        return float(meta.get("seconds", 0.0))
-    return 0.0
+        return False
+    # A levelset fit writes mesh.ply before its thumbnail and DONE; the other methods write mesh.ply last.
+    return task.method != "levelset" or run.is_done()
+
+
+def _recorded_seconds(run: RunFolder) -> float:
+    """The fit's wall time in seconds, as its meta.json records it (0 when unreadable)."""
+    return float(_read_json_or_empty(run.path / "meta.json").get("seconds", 0.0))
 
 
 def _fit_levelset(task: Task, run: RunFolder) -> None:
+    """Fit (or resume) the level set. A fit refused by its surface check is still evaluated, from its
+    mesh_suspect.ply, and stays marked suspect: a benchmark that dropped its failures would flatter itself."""
+    from recon.errors import FitRefusedError
     from recon.reconstruct import fit_scan, load_config, resume_run
 
     config = task.settings.fit_config()
     thumbnail = task.settings.thumbnails
     start = time.perf_counter()
-    if not task.force and _resumable(run, config, load_config):
-        resume_run(run.path, thumbnail=thumbnail)
-    else:
-        fit_scan(task.scan, run.path, config, force=True, thumbnail=thumbnail)
+    refused = False
+    try:
+        if not task.force and _resumable(run, config, load_config):
+            resume_run(run.path, thumbnail=thumbnail)
+        else:
+            fit_scan(task.scan, run.path, config, force=True, thumbnail=thumbnail)
+    except FitRefusedError:
+        shutil.copyfile(run.path / "mesh_suspect.ply", run.mesh_path)
+        refused = True
     meta = run.read_json("meta.json")
-    run.write_json("meta.json", meta | {"method": "levelset", "seconds": time.perf_counter() - start})
+    extra = {"method": "levelset", "seconds": time.perf_counter() - start, "refused": refused}
+    run.write_json("meta.json", meta | extra)
 
 
 def _resumable(run: RunFolder, config, load_config: Callable) -> bool:
@@ -381,20 +435,19 @@ def _resumable(run: RunFolder, config, load_config: Callable) -> bool:
         return False
 
 
-def _run_baseline(task: Task, run: RunFolder) -> None:
+def _run_baseline(task: Task, run: RunFolder, gt_mesh) -> None:
     """Run a baseline and write its folder; ``mesh.ply`` comes last and marks the fit as finished."""
     from recon.io import is_colinear, load_scan
 
     cloud = load_scan(task.scan)  # a triangulated scan comes with its area-weighted vertex normals
     if is_colinear(cloud.points):
         raise InputError(f"{task.scan}: all points lie on a line; no surface can be fitted to them")
-    normals = cloud.normals
-    start = time.perf_counter()
-    if task.method == "poisson":
-        config, (vertices, faces, info) = _poisson(task, cloud.points, normals)
+    if task.method == "poisson-best":
+        config, (vertices, faces, info), seconds = _poisson_best(task, run, cloud, gt_mesh)
     else:
-        config, (vertices, faces, info) = _atlasnet(task, cloud.points)
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        config, (vertices, faces, info) = (_poisson if task.method == "poisson" else _atlasnet)(task, cloud)
+        seconds = time.perf_counter() - start
     if len(faces) == 0:
         raise InputError(f"{task.method} produced an empty mesh (no faces) for {task.scan}")
     run = RunFolder.create(run.path, force=True)
@@ -411,17 +464,147 @@ def _run_baseline(task: Task, run: RunFolder) -> None:
         run.try_thumbnail(vertices, faces)
 
 
-def _poisson(task: Task, points, normals) -> tuple[dict, tuple]:
+def _poisson(task: Task, cloud) -> tuple[dict, tuple]:
     from recon.baselines.poisson import PoissonConfig, screened_poisson
 
     config = PoissonConfig(seed=task.settings.seed, threads=task.threads or 0)
     if task.settings.poisson_depth is not None:
         config = replace(config, depth=task.settings.poisson_depth)
+    if task.settings.poisson_trim is not None:
+        config = replace(config, density_trim_quantile=task.settings.poisson_trim)
     config.validate()
-    return asdict(config), screened_poisson(points, normals, config)
+    return asdict(config), screened_poisson(cloud.points, cloud.normals, config)
 
 
-def _atlasnet(task: Task, points) -> tuple[dict, tuple]:
+def poisson_best_grid(settings: BatchSettings, threads: int = 0) -> list:
+    """The PoissonConfigs poisson-best tries: backends × ``settings.poisson_best_depths`` × density trims.
+
+    The isolated-point filter and the normals are the ``poisson`` method's defaults.
+    """
+    from recon.baselines.poisson import PoissonConfig
+
+    return [
+        PoissonConfig(
+            backend=backend, depth=depth, density_trim_quantile=trim, seed=settings.seed, threads=threads
+        )
+        for backend in POISSON_BEST_BACKENDS
+        for depth in settings.poisson_best_depths
+        for trim in POISSON_BEST_TRIMS
+    ]
+
+
+def _poisson_best(task: Task, run: RunFolder, cloud, gt_mesh) -> tuple[dict, tuple, float]:
+    """Run every configuration of :func:`poisson_best_grid` and record each in ``poisson_configs.json``.
+
+    Returns the config, (vertices, faces, info) and seconds (shared preparation + its solve) of the best
+    by Chamfer-L1 against the ground truth.
+    """
+    from recon.baselines.poisson import prepare_scan, solve
+
+    started = time.perf_counter()
+    grid = poisson_best_grid(task.settings, threads=task.threads or 0)
+    prepared = prepare_scan(cloud.points, cloud.normals, grid[0])
+    rows, best = [], None
+    for config in grid:
+        row = {"backend": config.backend, "depth": config.depth, "trim": config.density_trim_quantile}
+        try:
+            start = time.perf_counter()
+            vertices, faces, info = solve(prepared, config)
+            row["seconds"] = time.perf_counter() - start
+            metrics = _metrics(task, _as_saved(vertices, faces, run.path), gt_mesh, cloud.points)
+        except Exception as exc:  # noqa: BLE001 - a configuration failing (a native solver) is recorded
+            rows.append(row | {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:300]})
+            continue
+        del metrics["definitions"]
+        rows.append(row | {"n_faces": len(faces), "metrics": metrics})
+        if best is None or metrics["chamfer_l1"] < best[0]["metrics"]["chamfer_l1"]:
+            best = (rows[-1], config, (vertices, faces, info))
+    if best is None:
+        raise ReconError(f"every poisson-best configuration failed; the first: {rows[0]['error']}")
+    chosen, config, (vertices, faces, info) = best
+    sweep_seconds = time.perf_counter() - started
+    run.write_json(
+        "poisson_configs.json",
+        {
+            "format": "recon-poisson-configs/1",
+            "selection": "lowest Chamfer-L1 against the ground truth: an oracle anchor, which looks at the "
+            "ground truth to choose (a user without one cannot)",
+            "evaluation": {"n_samples": task.settings.eval_samples, "seed": task.settings.seed},
+            "seconds": "per configuration the solve with its density trim; the shared preparation (isolated "
+            "points, normals) is prepared.seconds_prepare",
+            "prepared": prepared.info,
+            "chosen": rows.index(chosen),
+            "seconds_sweep": sweep_seconds,
+            "configs": rows,
+        },
+    )
+    oracle = {key: chosen[key] for key in ("backend", "depth", "trim", "seconds")}
+    info |= {"poisson_best": {"chosen": oracle, "n_configs": len(rows), "seconds_sweep": sweep_seconds}}
+    return asdict(config), (vertices, faces, info), info["seconds_prepare"] + chosen["seconds"]
+
+
+def _as_saved(vertices, faces, folder: Path):
+    """The mesh as the evaluation reads it back from mesh.ply (load_mesh tidies it): equal metrics."""
+    from recon.io import load_mesh, save_mesh
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".candidate") as tmp:
+        return load_mesh(save_mesh(Path(tmp) / "candidate.ply", vertices, faces))
+
+
+def _derive_trimmed(task: Task, run: RunFolder) -> None:
+    """Fill the folder of a derived method from its source's finished run: config.json, meta.json (the
+    source's, with its fit seconds), then a copy of the source's ``mesh_trimmed.ply`` as mesh.ply, and its
+    thumbnail."""
+    from recon.io import load_mesh
+
+    source = _finished_source(task)
+    trimmed = source / "mesh_trimmed.ply"
+    if not trimmed.is_file():
+        raise RunDirError(
+            f"{source} has no mesh_trimmed.ply (a fit from before trimming?); refit it with "
+            f"`recon batch ... --methods {DERIVED[task.method]} --force`"
+        )
+    source_meta = _read_json_or_empty(source / "meta.json")
+    fit_seconds = _read_json_or_empty(source / "eval.json").get("seconds", {}).get("fit", 0.0)
+    derived_from = {"method": DERIVED[task.method], "run_dir": str(source), "mesh": trimmed.name}
+    run = RunFolder.create(run.path, force=True)
+    run.write_json("config.json", {"method": task.method, "scan": task.scan, "derived_from": derived_from})
+    meta = source_meta | {"method": task.method, "seconds": fit_seconds, "derived_from": derived_from}
+    run.write_json("meta.json", meta)
+    with atomic_path(run.mesh_path) as tmp:
+        shutil.copyfile(trimmed, tmp)
+    if task.settings.thumbnails:
+        mesh = load_mesh(run.mesh_path)
+        run.try_thumbnail(mesh.vertices, mesh.faces)
+
+
+def _finished_source(task: Task) -> Path:
+    """The finished run folder of the method ``task`` derives from; runs (or awaits) it when it is pending.
+
+    A source that failed is not retried here: the batch's own task for it just did, or was told not to.
+    """
+    method = DERIVED[task.method]
+    source = replace(task, method=method, run_dir=str(Path(task.run_dir).parent / method), force=False)
+    if task_status(source.run_dir) == "pending" and run_task(source).status == "busy":
+        with task_claim(source.run_dir, wait=True):
+            pass
+    if task_status(source.run_dir) != "finished":
+        reason = _error_line(source.run_dir) or "no result on disk"
+        raise ReconError(
+            f"{task.method} needs the {method} run of scan {task.scan_id}, which failed: {reason}"
+        )
+    return Path(source.run_dir)
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _atlasnet(task: Task, cloud) -> tuple[dict, tuple]:
     try:
         from recon.baselines import atlasnet
     except ImportError as exc:
@@ -429,7 +612,7 @@ def _atlasnet(task: Task, points) -> tuple[dict, tuple]:
             f"{task.method} is not available: recon.baselines.atlasnet cannot be imported ({exc})"
         ) from exc
     config = atlasnet_config(atlasnet, task.method, task.settings)
-    return asdict(config), atlasnet.fit_atlasnet(points, config)
+    return asdict(config), atlasnet.fit_atlasnet(cloud.points, config)
 
 
 def atlasnet_config(atlasnet, method: str, settings: BatchSettings):
@@ -442,7 +625,6 @@ def atlasnet_config(atlasnet, method: str, settings: BatchSettings):
 
 def _evaluate(task: Task, run: RunFolder, gt_mesh) -> tuple[float, dict | None]:
     from recon.io import load_mesh, load_scan
-    from recon.metrics import evaluate_reconstruction
 
     start = time.perf_counter()
     if gt_mesh is None:
@@ -451,11 +633,17 @@ def _evaluate(task: Task, run: RunFolder, gt_mesh) -> tuple[float, dict | None]:
         pred = load_mesh(run.mesh_path)
     except InputError as exc:
         raise InputError(f"the {task.method} prediction is unusable: {exc}") from exc
-    scan_points = load_scan(task.scan).points
-    metrics = evaluate_reconstruction(
+    metrics = _metrics(task, pred, gt_mesh, load_scan(task.scan).points)
+    return time.perf_counter() - start, metrics
+
+
+def _metrics(task: Task, pred, gt_mesh, scan_points) -> dict:
+    """The batch's evaluation of one prediction: its samples and seed, with the scan→prediction distance."""
+    from recon.metrics import evaluate_reconstruction
+
+    return evaluate_reconstruction(
         pred, gt_mesh, scan_points=scan_points, n_samples=task.settings.eval_samples, seed=task.settings.seed
     )
-    return time.perf_counter() - start, metrics
 
 
 # ---------------------------------------------------------------------------------------------- a batch
@@ -521,23 +709,33 @@ def run_batch(
             pending.append(task)
     if not pending:
         return finished
-    if executor == "local":
-        return finished + run_local(pending, jobs, report)
-    if executor == "dask":
-        return finished + run_dask(pending, scheduler, jobs, report)
-    raise InputError(f"unknown executor {executor!r}; choose local or dask")
+    if executor not in ("local", "dask"):
+        raise InputError(f"unknown executor {executor!r}; choose local or dask")
+    # A derived task evaluates its source's results, so the sources of this batch finish first.
+    primary = [task for task in pending if task.method not in DERIVED]
+    derived = [task for task in pending if task.method in DERIVED]
+    for wave in (primary, derived):
+        if not wave:
+            continue
+        if executor == "local":
+            finished += run_local(wave, jobs, report)
+        else:
+            finished += run_dask(wave, scheduler, jobs, report)
+    return finished
 
 
 def _record_settings(bench: Path, settings: BatchSettings, force: bool) -> None:
     """Write batch.json; refuse settings that differ from those the folder's results were made with."""
     path = bench / "batch.json"
-    mine = asdict(settings)
+    mine = _as_json(asdict(settings))
     if path.is_file() and not force:
         try:
             theirs = read_json(path).get("settings", {})
         except (OSError, ValueError) as exc:
             raise RunDirError(f"{path} is corrupt ({exc}); pass --force to start the folder afresh") from exc
-        differ = [k for k in _COMPARED_SETTINGS if theirs.get(k) != mine[k]]
+        # A setting added after the folder was made was at its default there.
+        defaults = _as_json(asdict(BatchSettings()))
+        differ = [k for k in _COMPARED_SETTINGS if theirs.get(k, defaults[k]) != mine[k]]
         if differ:
             listed = ", ".join(f"{k} {theirs.get(k)!r} (now {mine[k]!r})" for k in differ)
             raise RunDirError(f"{bench} was run with {listed}; use another -o, or --force to redo every task")
@@ -545,6 +743,11 @@ def _record_settings(bench: Path, settings: BatchSettings, force: bool) -> None:
     write_json(
         path, {"format": "recon-batch/1", "settings": mine, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
     )
+
+
+def _as_json(settings: dict) -> dict:
+    """``settings`` as read back from JSON (tuples become lists), for comparison with batch.json."""
+    return json.loads(json.dumps(settings))
 
 
 def _error_line(run_dir: str) -> str:

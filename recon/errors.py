@@ -20,3 +20,9 @@ class RunDirError(ReconError):
 
 class ConfigError(ReconError):
     """An option or configuration value is out of range or unknown."""
+
+
+class FitRefusedError(ReconError):
+    """A fit ran, but its surface failed the check against the scan with every start tried."""
+
+    exit_code = 3

@@ -65,6 +65,17 @@ class FitConfig:
     """Regression steps of the 'signed-distance' start."""
     init_samples: int = 60_000
     """Fixed samples the 'signed-distance' start regresses on."""
+    anchor_weight: float = 0.0
+    """With the 'signed-distance' start: weight of mean|F(q) − s(q)| on start samples q farther than
+    ``anchor_distance`` from the scan, s the start's estimate (0 = off, as the reference). Where no scan
+    point is near, the level-set term only pulls the zero set towards the nearest data — caps over holes
+    and unseen sides dent or balloon by an amount that changes with the seed; the anchor keeps them on
+    the start's deterministic winding-number surface instead."""
+    anchor_distance: float = 0.04
+    """Working-frame distance from the scan beyond which samples follow the anchor term instead of the
+    level-set term (used when anchor_weight > 0)."""
+    anchor_samples: int = 2_000
+    """Anchor samples per step."""
     batch_points: int = 10_000
     """Scan points per step (data term and sample seeds)."""
     zero_samples: int = 5_000
@@ -111,6 +122,13 @@ class FitConfig:
     """Half-side of the meshing box (working units)."""
     keep_largest_component: bool = True
     """Drop all but the largest connected component of the mesh."""
+    trim: bool = True
+    """Also write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.trim)."""
+    on_suspect: str = "repair"
+    """What a mesh that fails its check against the scan (recon.surface_check) leads to: 'repair' refits
+    from the other orientations of the start (signed-distance start only) and refuses the fit when none
+    passes; 'refuse' refuses at once; 'warn' keeps it, marked suspect in meta.json, the log and the last
+    line of ``recon fit`` (for smoke runs of a few steps, whose meshes are not meant to be good)."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
     seed: int = 0
@@ -137,6 +155,13 @@ class FitConfig:
             (self.outlier_neighbors >= 1, "outlier_neighbors must be >= 1"),
             (self.init in {"sphere", "signed-distance"}, "init must be sphere or signed-distance"),
             (self.init_steps >= 1 and self.init_samples >= 100, "init_steps >= 1 and init_samples >= 100"),
+            (self.anchor_weight >= 0 and self.anchor_distance > 0, "anchor_weight >= 0, anchor_distance > 0"),
+            (
+                self.anchor_weight == 0 or self.init == "signed-distance",
+                "anchor_weight needs init=signed-distance",
+            ),
+            (self.anchor_samples >= 1, "anchor_samples must be >= 1"),
+            (self.on_suspect in {"repair", "refuse", "warn"}, "on_suspect must be repair, refuse or warn"),
             (self.general_pool >= 0, "general_pool must be >= 0"),
             (self.loss_form in {"2019", "2020"}, "loss_form must be 2019 or 2020"),
             (self.lr > 0, "lr must be > 0"),
@@ -196,6 +221,7 @@ def fast_preset() -> FitConfig:
             depth=4, width=128, activation="softplus", skip="none", init_radius=0.5, encoding_frequencies=4
         ),
         init="signed-distance",
+        anchor_weight=1.0,
         steps=400,
         batch_points=4_000,
         zero_samples=3_000,
@@ -220,6 +246,7 @@ def tiny_preset() -> FitConfig:
     return replace(
         fast_preset(),
         preset="tiny",
+        on_suspect="warn",
         model=ImplicitConfig(depth=3, width=64, activation="softplus", skip="none", init_radius=0.5),
         steps=200,
         init_steps=30,
@@ -260,6 +287,11 @@ def build_model(config: FitConfig) -> torch.nn.Module:
     return ImplicitMLP(config.model)
 
 
+START_ORIENTATIONS = ("scan", "estimated", "estimated-flipped")
+"""Where the signed-distance start takes its normals from, in the order a failed fit tries them: the
+scan's own, estimated ones (recon.normals), or estimated ones with the opposite global sign."""
+
+
 @dataclass
 class StepLog:
     """Loss terms of one step."""
@@ -288,9 +320,20 @@ class LevelSetFitter:
     """
 
     def __init__(
-        self, points: np.ndarray, normals: np.ndarray | None, config: FitConfig, *, initialize: bool = True
+        self,
+        points: np.ndarray,
+        normals: np.ndarray | None,
+        config: FitConfig,
+        *,
+        initialize: bool = True,
+        start_orientation: str | None = None,
     ):
         self.config = config
+        self.scan_normals = normals
+        self.start_orientation = start_orientation or ("scan" if normals is not None else "estimated")
+        """Which normals the signed-distance start used (one of START_ORIENTATIONS)."""
+        if self.start_orientation not in self.start_orientations():
+            raise ConfigError(f"start orientation {self.start_orientation!r} is not available for this scan")
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -308,27 +351,56 @@ class LevelSetFitter:
         self.general_pools = self._general_pools() if config.general_pool else None
         self.init_error: float | None = None
         """Final mean |F − s| of the signed-distance start (None for the sphere)."""
+        self.anchor = torch.zeros(0, 4, device=self.device)
+        """(a, 4) anchor samples far from the scan: x, y, z and the start's signed distance estimate."""
         if initialize and config.init == "signed-distance":
-            self._start_from_signed_distance(points, normals)
+            self._start_from_signed_distance(points)
 
-    def _start_from_signed_distance(self, points: np.ndarray, normals: np.ndarray | None) -> None:
-        from recon.initial_field import InitialFieldConfig, distill_signed_distance
+    def start_orientations(self) -> tuple[str, ...]:
+        """The START_ORIENTATIONS this scan allows ('scan' only when it has normals)."""
+        return tuple(o for o in START_ORIENTATIONS if o != "scan" or self.scan_normals is not None)
+
+    def restarted(self, start_orientation: str) -> LevelSetFitter:
+        """A fresh fit of the same scan and config from another start; its clock continues this one's."""
+        fitter = LevelSetFitter(
+            self.points.cpu().numpy(), self.scan_normals, self.config, start_orientation=start_orientation
+        )
+        fitter.seconds += self.seconds
+        return fitter
+
+    def _start_normals(self, points: np.ndarray) -> np.ndarray:
+        """(n, 3) float64 normals for the start, as ``start_orientation`` says."""
+        if self.start_orientation == "scan":
+            return np.asarray(self.scan_normals, dtype=np.float64)
+        from recon.normals import estimate_normals
+
+        normals = estimate_normals(points)
+        return -normals if self.start_orientation == "estimated-flipped" else normals
+
+    def _start_from_signed_distance(self, points: np.ndarray) -> None:
+        from recon.initial_field import InitialFieldConfig, distill_signed_distance, signed_distance_samples
 
         start = time.perf_counter()
-        if normals is None:
-            from recon.normals import estimate_normals
-
-            normals = estimate_normals(points, seed=self.config.seed)
-        self.init_error = distill_signed_distance(
-            self.model,
-            np.asarray(points, dtype=np.float64),
+        cfg = self.config
+        points = np.asarray(points, dtype=np.float64)
+        normals = self._start_normals(points)
+        tree = self.nearest.tree()
+        field_config = InitialFieldConfig(steps=cfg.init_steps, samples=cfg.init_samples)
+        queries, targets = signed_distance_samples(
+            points,
             np.asarray(normals, dtype=np.float64),
-            self.nearest.tree(),
-            InitialFieldConfig(steps=self.config.init_steps, samples=self.config.init_samples),
-            bound=self.config.seed_bound,
-            seed=self.config.seed,
-            device=self.device,
+            tree,
+            field_config,
+            bound=cfg.seed_bound,
+            seed=cfg.seed,
         )
+        self.init_error = distill_signed_distance(
+            self.model, queries, targets, points, field_config, seed=cfg.seed, device=self.device
+        )
+        if cfg.anchor_weight > 0:
+            far = tree.query(queries, k=1, workers=-1)[0] > cfg.anchor_distance
+            anchor = np.concatenate([queries[far], targets[far, None]], axis=1)
+            self.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
         self.seconds += time.perf_counter() - start
 
     # ---------------------------------------------------------------- sampling
@@ -424,10 +496,12 @@ class LevelSetFitter:
         general, general_nearest = self._general_samples()
         samples = torch.cat([zero, general]).requires_grad_(True)
         n_data = cfg.batch_points
+        anchor = self._anchor_batch()
+        n_anchor = len(anchor)
 
-        # One first-order pass serves the data term, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
-        values = self.model(torch.cat([self.points[batch_idx], samples]))
-        sample_values = values[n_data:]
+        # One first-order pass serves the data and anchor terms, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
+        values = self.model(torch.cat([self.points[batch_idx], anchor[:, :3], samples]))
+        sample_values = values[n_data + n_anchor :]
         (sample_grads,) = torch.autograd.grad(sample_values.sum(), samples, retain_graph=True)
         levels = sample_values.detach()
         grad_sq = (sample_grads * sample_grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
@@ -436,9 +510,13 @@ class LevelSetFitter:
         nearest = None
         if general_nearest is not None:
             nearest = torch.cat([self.nearest.indices(zero), general_nearest])
-        levelset = levelset_sample_term(moved, levels, self.nearest, cfg.loss_form, nearest)
+        levelset = levelset_sample_term(
+            moved, levels, self.nearest, cfg.loss_form, nearest, max_distance=self._levelset_reach()
+        )
         data = data_term(values[:n_data], cfg.loss_form)
         loss = levelset + cfg.data_weight * data
+        if n_anchor:
+            loss = loss + cfg.anchor_weight * (values[n_data : n_data + n_anchor] - anchor[:, 3]).abs().mean()
         normal = torch.zeros((), device=self.device)
         if self.normals is not None:
             normal = self._normal_term(batch_idx)
@@ -470,6 +548,16 @@ class LevelSetFitter:
             seconds=elapsed,
             zero_residual=terms[4],
         )
+
+    def _anchor_batch(self) -> torch.Tensor:
+        """(a, 4) anchor samples for this step (none without an anchor)."""
+        if not len(self.anchor):
+            return self.anchor
+        return self.anchor[self._randint(len(self.anchor), self.config.anchor_samples)]
+
+    def _levelset_reach(self) -> float | None:
+        """Samples farther than this from the scan leave the level-set term to the anchor (None: all stay)."""
+        return self.config.anchor_distance if len(self.anchor) else None
 
     def _normal_term(self, batch_idx: torch.Tensor) -> torch.Tensor:
         """mean(1 − cos(∇F, n)) on the first ``normal_points`` scan points of the batch.
@@ -505,6 +593,8 @@ class LevelSetFitter:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "pool": self.pool.cpu() if self.pool is not None else torch.zeros(0, 3),
+            "anchor": self.anchor.cpu(),
+            "start_orientation": self.start_orientation,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -516,3 +606,5 @@ class LevelSetFitter:
         torch.set_rng_state(state["torch_rng"])
         pool = state["pool"]
         self.pool = pool.to(self.device) if len(pool) else None
+        self.anchor = state.get("anchor", torch.zeros(0, 4)).to(self.device)
+        self.start_orientation = str(state.get("start_orientation", self.start_orientation))

@@ -5,22 +5,24 @@ From a sphere, the level-set loss needs thousands of steps to carry the zero set
 first-order steps on fixed samples, no Newton moves, no double backward — so the level-set loss starts
 next to the data and spends its steps on detail.
 
-The estimate at a query q:
-- magnitude: the distance to the nearest scan point (a KD-tree);
-- sign near the scan: the side of the tangent planes of the nearest scan points (mean of n·(q − x));
-- sign away from it: the point-cloud generalized winding number (Barill et al. 2018) over a subsample,
-  w(q) = Σ a_i n_i·(x_i − q) / (4π‖x_i − q‖³), inside where w > ½. Unlike the local planes it closes holes
-  and stays right inside concavities.
+The estimate at a query q, with d(q) the distance to the nearest scan point (a KD-tree):
+- near the scan (within ``plane_cells`` cells): ±d, the sign from the side of the tangent planes of the
+  nearest scan points (mean of n·(q − x));
+- away from it: d·(1 − 2w), w the generalized winding number of all scan points (recon.winding), inside
+  where w > ½. Unlike the local planes it closes holes and stays right inside concavities, and unlike ±d
+  it is continuous across the cap that closes a hole.
+No random choice enters the estimate: two seeds distil the same target.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+
+from recon.winding import DipoleTree, point_areas
 
 
 @dataclass
@@ -31,8 +33,10 @@ class InitialFieldConfig:
     """Fixed training samples (plus the scan points themselves, on the zero level)."""
     sigmas: tuple[float, ...] = (0.005, 0.02, 0.08)
     """Std of the Gaussian offsets around scan points (working units); a fifth of the samples are uniform."""
-    winding_points: int = 2_000
-    """Scan points (a random subset) the winding number sums over."""
+    winding_cells: int = 96
+    """Cells along the scan's longest side in which the scan's dipoles are summed for the winding number."""
+    plane_cells: float = 2.0
+    """Queries nearer to the scan than this many cells take their sign from the nearest tangent planes."""
     plane_neighbors: int = 8
     """Nearest scan points whose tangent planes vote on the sign near the scan."""
     steps: int = 150
@@ -43,38 +47,17 @@ class InitialFieldConfig:
     """Adam learning rate of the regression."""
 
 
-def winding_numbers(
-    queries: np.ndarray, points: np.ndarray, normals: np.ndarray, areas: np.ndarray, chunk: int = 1024
-) -> np.ndarray:
-    """Point-cloud generalized winding number (m,) at (m, 3) queries of oriented (n, 3) points with (n,) areas."""
-    p = torch.as_tensor(points, dtype=torch.float32)
-    n = torch.as_tensor(normals, dtype=torch.float32)
-    a = torch.as_tensor(areas, dtype=torch.float32)
-    out = []
-    for block in torch.split(torch.as_tensor(queries, dtype=torch.float32), chunk):
-        diff = p[None, :, :] - block[:, None, :]
-        dist = diff.norm(dim=2).clamp_min(1e-6)
-        out.append(((diff * n[None]).sum(dim=2) * a[None] / dist**3).sum(dim=1) / (4.0 * math.pi))
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
-
-
-def point_areas(points: np.ndarray, k: int = 8) -> np.ndarray:
-    """(n,) area each of (n, 3) surface samples stands for: 1/density, from the disc holding k neighbours."""
-    k = min(k, len(points) - 1)
-    distances, _ = cKDTree(points).query(points, k=k + 1)
-    radius = distances[:, -1]
-    return math.pi * radius * radius / k
-
-
 def signed_distance_estimate(
     queries: np.ndarray,
     points: np.ndarray,
     normals: np.ndarray,
     tree: cKDTree,
     config: InitialFieldConfig,
-    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Estimated signed distance (m,) (negative inside) at (m, 3) queries of an oriented (n, 3) scan."""
+    """Estimated signed distance (m,) (negative inside) at (m, 3) queries of an oriented (n, 3) scan.
+
+    Deterministic: no random choice, every scan point takes part.
+    """
     k = min(config.plane_neighbors, len(points))
     distances, nearest = tree.query(queries, k=k)
     distances = distances.reshape(len(queries), k)
@@ -82,12 +65,20 @@ def signed_distance_estimate(
     inside = (
         np.einsum("mkj,mkj->mk", queries[:, None, :] - points[nearest], normals[nearest]).mean(axis=1) < 0
     )
-    subset = rng.choice(len(points), size=min(config.winding_points, len(points)), replace=False)
-    areas = point_areas(points[subset])
-    # Tangent planes are trusted within a few subsample spacings, where the winding sum is too coarse.
-    far = distances[:, 0] >= 3.0 * math.sqrt(float(areas.mean()) / math.pi)
-    inside[far] = winding_numbers(queries[far], points[subset], normals[subset], areas) > 0.5
-    return np.where(inside, -distances[:, 0], distances[:, 0])
+    extent = float(np.ptp(points, axis=0).max())
+    cell = extent / config.winding_cells
+    dipoles = DipoleTree.build(points, normals * point_areas(points, tree=tree)[:, None], cell)
+    # Tangent planes are trusted only within a cell or two of the scan: beyond a hole's rim they extend
+    # the wall outward and would grow a tube; there the (now accurate) winding number decides.
+    far = distances[:, 0] >= config.plane_cells * cell
+    distance = distances[:, 0]
+    signed = np.where(inside, -distance, distance)
+    # Away from the scan the estimate is d·(1 − 2w), not ±d: the same sign, but continuous across a cap
+    # over a hole, where ±d jumps by twice the hole's radius and a smooth network would place its zero
+    # anywhere along the jump (a cap that balloons into a tube, by a different length for every seed).
+    winding = dipoles.winding_numbers(queries[far])
+    signed[far] = distance[far] * np.clip(1.0 - 2.0 * winding, -1.0, 1.0)
+    return signed
 
 
 def training_samples(points: np.ndarray, config: InitialFieldConfig, bound: float, rng: np.random.Generator):
@@ -102,8 +93,7 @@ def training_samples(points: np.ndarray, config: InitialFieldConfig, bound: floa
     return np.concatenate(sets)
 
 
-def distill_signed_distance(
-    model: torch.nn.Module,
+def signed_distance_samples(
     points: np.ndarray,
     normals: np.ndarray,
     tree: cKDTree,
@@ -111,20 +101,32 @@ def distill_signed_distance(
     *,
     bound: float,
     seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(m, 3) training samples (the seed only places them) and their (m,) signed distance estimates."""
+    queries = training_samples(points, config, bound, np.random.default_rng(seed))
+    return queries, signed_distance_estimate(queries, points, normals, tree, config)
+
+
+def distill_signed_distance(
+    model: torch.nn.Module,
+    queries: np.ndarray,
+    targets: np.ndarray,
+    points: np.ndarray,
+    config: InitialFieldConfig,
+    *,
+    seed: int,
     device: torch.device,
 ) -> float:
-    """Regress ``model`` onto the scan's signed distance estimate; returns the final mean |F − s|.
+    """Regress ``model`` onto signed distance estimates; returns the final mean |F − s|.
 
     Parameters
     ----------
     model : F: (b, 3) → (b,)
-    points, normals : (n, 3) float
-        Scan points (working frame) and their outward unit normals.
-    tree : cKDTree over ``points``
+    queries : (m, 3) float
+        Samples (working frame), with their estimates ``targets`` (m,).
+    points : (n, 3) float
+        Scan points (working frame), regressed onto 0.
     """
-    rng = np.random.default_rng(seed)
-    queries = training_samples(points, config, bound, rng)
-    targets = signed_distance_estimate(queries, points, normals, tree, config, rng)
     x = torch.as_tensor(np.concatenate([queries, points]), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.concatenate([targets, np.zeros(len(points))]), dtype=torch.float32, device=device)
     generator = torch.Generator().manual_seed(seed)

@@ -84,18 +84,25 @@ def levelset_sample_term(
     nearest: NearestScanPoint,
     form: str = "2020",
     indices: torch.Tensor | None = None,
+    max_distance: float | None = None,
 ) -> torch.Tensor:
     """mean_p | d(p(θ)) − |c| | (2020) or mean_p | d² − c² | (2019) for (m, 3) sample-network points.
 
     ``indices`` (m,) long: the samples' nearest scan points when already known (else a query).
+    ``max_distance``: samples farther than this from the scan (at p(θ0)) are left out of the mean.
     """
     d = nearest.distances(moved_points, indices)
     c = levels.detach().abs()
     if form == "2020":
-        return (d - c).abs().mean()
-    if form == "2019":
-        return (d * d - c * c).abs().mean()
-    raise ValueError(f"unknown loss form {form!r} (use 2020 or 2019)")
+        residual = (d - c).abs()
+    elif form == "2019":
+        residual = (d * d - c * c).abs()
+    else:
+        raise ValueError(f"unknown loss form {form!r} (use 2020 or 2019)")
+    if max_distance is None:
+        return residual.mean()
+    near = (d.detach() <= max_distance).to(residual.dtype)
+    return (residual * near).sum() / near.sum().clamp_min(1.0)
 
 
 def data_term(values_on_scan: torch.Tensor, form: str = "2020") -> torch.Tensor:

@@ -1,9 +1,11 @@
 """Normals for point clouds that have none: estimation, consistent orientation, outward flip.
 
-Screened Poisson needs oriented normals. Open3D estimates unoriented normals by local PCA quickly, but its
-consistent-tangent-plane orientation (a minimum spanning tree over a k-NN graph) is slow and can stall on
-large or duplicated clouds, so it runs on a bounded random subsample and the orientation is carried to
-every point by its nearest oriented neighbours.
+Screened Poisson and the fit's starting field need oriented normals. Open3D estimates unoriented normals
+by local PCA quickly, but its consistent-tangent-plane orientation (a minimum spanning tree over a k-NN
+graph) is slow and can stall on large or duplicated clouds, so it runs on a bounded subsample (one point
+per voxel: deterministic, no seed) and the orientation is carried to every point by its nearest oriented
+neighbours. The global sign is the one under which the cloud's generalized winding number (recon.winding)
+encloses a volume.
 """
 
 from __future__ import annotations
@@ -12,9 +14,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from recon.errors import InputError
+from recon.winding import DipoleTree, point_areas
 
 #: Most points that go through Open3D's tangent-plane orientation; the rest follow their neighbours.
 MAX_ORIENT_POINTS = 20_000
+#: Cells along the longest side of the cloud for the winding-number orientation check.
+WINDING_CELLS = 48
+#: Points at which the winding number decides the global sign of an estimated orientation.
+WINDING_PROBES = 2_000
 # Neighbours that vote on a point's orientation when it is carried over from the subsample.
 _VOTERS = 4
 ORIENT_MODES = ("auto", "tangent_plane", "viewpoint")
@@ -25,7 +32,6 @@ def estimate_normals(
     k: int = 20,
     orient: str = "auto",
     viewpoint: np.ndarray | None = None,
-    seed: int = 0,
 ) -> np.ndarray:
     """Estimate oriented unit normals of a point cloud.
 
@@ -36,16 +42,15 @@ def estimate_normals(
         Neighbours for the local plane fit and for the orientation graph.
     orient : {'auto', 'tangent_plane', 'viewpoint'}
         ``'viewpoint'`` turns every normal towards ``viewpoint`` (the scanner position of a range scan);
-        ``'tangent_plane'`` propagates one orientation over the k-NN graph and then flips the whole set
-        outward; ``'auto'`` is ``'viewpoint'`` when a viewpoint is given, else ``'tangent_plane'``.
+        ``'tangent_plane'`` propagates one orientation over the k-NN graph and picks the global sign
+        under which the cloud's winding number encloses a volume; ``'auto'`` is
+        ``'viewpoint'`` when a viewpoint is given, else ``'tangent_plane'``.
     viewpoint : (3,) float, optional
-    seed : int
-        Fixes the subsample used for orientation on large clouds.
 
     Returns
     -------
     (n, 3) float64
-        Unit normals.
+        Unit normals; the same for the same points, whatever the seed of the caller.
     """
     if orient not in ORIENT_MODES:
         raise InputError(f"unknown normal orientation {orient!r}; choose one of {', '.join(ORIENT_MODES)}")
@@ -65,8 +70,62 @@ def estimate_normals(
     if orient == "viewpoint":
         cloud.orient_normals_towards_camera_location(np.asarray(viewpoint, dtype=np.float64))
         return _unit(np.asarray(cloud.normals))
-    normals = _orient_tangent_plane(points, np.asarray(cloud.normals), k, seed)
-    return orient_outward(points, normals)
+    normals = _orient_tangent_plane(
+        points, np.asarray(cloud.normals), voxel_subsample(points, MAX_ORIENT_POINTS), k
+    )
+    return outward_by_winding(points, normals, voxel_subsample(points, WINDING_PROBES))
+
+
+def voxel_subsample(points: np.ndarray, max_points: int) -> np.ndarray:
+    """Sorted indices of at most ``max_points`` of the (n, 3) points, one per cell of an even grid.
+
+    Deterministic (the first point of each cell in the cloud's order) and even over the surface, unlike a
+    random subset, which both depends on a seed and leaves gaps that the spanning tree hops across.
+    """
+    n = len(points)
+    if n <= max_points:
+        return np.arange(n)
+    extent = float(np.ptp(points, axis=0).max()) or 1.0
+    cell = extent / 256
+    while True:
+        keys = np.floor((points - points.min(axis=0)) / cell).astype(np.int64)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        if len(first) <= max_points:
+            return np.sort(first)
+        cell *= 1.2
+
+
+def outward_by_winding(points: np.ndarray, normals: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """The global sign of a consistent orientation that makes the cloud enclose a volume.
+
+    At each probe point x the winding number w of the whole cloud is read a cell and a half in front of
+    and behind the surface. Around an outward-oriented surface w ranges over [0, 1] (about 1 behind, 0 in
+    front), around an inward one over [−1, 0]: the sign of the mean of w(x − δn) + w(x + δn) decides.
+    Unlike the flux test of :func:`orient_outward` it holds for a one-sided scan of a concave or saddle-
+    shaped open surface too, where the scan's centroid says nothing about which side is inside.
+
+    Parameters
+    ----------
+    points : (n, 3) float
+    normals : (n, 3) float
+        Unit normals, consistent up to one global sign.
+    probes : (p,) int
+        Indices of the points the winding number is read at.
+
+    Returns
+    -------
+    (n, 3) float64
+        ``normals`` or ``-normals``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    if len(points) < 8:
+        return orient_outward(points, normals)
+    cell = (float(np.ptp(points, axis=0).max()) or 1.0) / WINDING_CELLS
+    tree = DipoleTree.build(points, normals * point_areas(points)[:, None], cell)
+    x, n = points[probes], normals[probes]
+    balance = tree.winding_numbers(x - 1.5 * cell * n) + tree.winding_numbers(x + 1.5 * cell * n)
+    return -normals if balance.mean() < 0 else normals
 
 
 def orient_outward(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -93,14 +152,11 @@ def orient_outward(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
     return -normals if flux < 0 else normals
 
 
-def _orient_tangent_plane(points: np.ndarray, normals: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Consistently orient ``normals`` (n, 3) over the cloud via a bounded Open3D orientation."""
+def _orient_tangent_plane(points: np.ndarray, normals: np.ndarray, subset: np.ndarray, k: int) -> np.ndarray:
+    """Consistently orient ``normals`` (n, 3) by Open3D's spanning tree over ``points[subset]``."""
     import open3d as o3d
 
     n = len(points)
-    subset = np.arange(n)
-    if n > MAX_ORIENT_POINTS:
-        subset = np.sort(np.random.default_rng(seed).choice(n, size=MAX_ORIENT_POINTS, replace=False))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[subset]))
     cloud.normals = o3d.utility.Vector3dVector(normals[subset])
     cloud.orient_normals_consistent_tangent_plane(min(k, len(subset) - 1))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.errors import InputError, ReconError, RunDirError
+from recon.errors import FitRefusedError, InputError, ReconError, RunDirError
 from recon.fit import FitConfig, LevelSetFitter, StepLog
 from recon.normalize import Normalization
 from recon.run import RunFolder, environment_metadata
@@ -36,6 +36,7 @@ class FitResult:
     steps: int
     train_seconds: float
     mesh_report: dict | None
+    surface_check: dict | None = None
 
 
 def prepare_points(
@@ -235,17 +236,10 @@ def closed_field(fitter: LevelSetFitter, bound: float, margin: float) -> Callabl
     return field
 
 
-def write_mesh(
-    fitter: LevelSetFitter,
-    normalization: Normalization,
-    path: Path,
-    *,
-    resolution: int,
-    force: bool = True,
-) -> dict:
-    """Mesh the zero level set at ``resolution``³, map it to the scan frame, save it; return its report."""
+def working_mesh(fitter: LevelSetFitter, resolution: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The zero level set meshed at ``resolution``³ in the working frame: (v, 3) vertices, (f, 3) faces,
+    and its report (sizes, topology, seconds)."""
     from recon.extract import extract_mesh, keep_largest_component, mesh_report
-    from recon.io import save_mesh
 
     cfg = fitter.config
     voxel = 2 * cfg.extract_bound / (resolution - 1)
@@ -260,6 +254,21 @@ def write_mesh(
     report = mesh_report(vertices, faces)
     report["resolution"] = resolution
     report["seconds"] = round(time.perf_counter() - start, 3)
+    return vertices, faces, report
+
+
+def write_mesh(
+    fitter: LevelSetFitter,
+    normalization: Normalization,
+    path: Path,
+    *,
+    resolution: int,
+    force: bool = True,
+) -> dict:
+    """Mesh the zero level set at ``resolution``³, map it to the scan frame, save it; return its report."""
+    from recon.io import save_mesh
+
+    vertices, faces, report = working_mesh(fitter, resolution)
     save_mesh(path, normalization.to_scan(vertices), faces, force=force)
     return report
 
@@ -271,6 +280,26 @@ def _train_and_mesh(
     progress: ProgressFn | None,
     thumbnail: bool,
 ) -> FitResult:
+    _train(run, fitter, progress)
+    fitter, (vertices, faces, report), check = _checked_mesh(run, fitter, progress)
+    from recon.io import save_mesh
+
+    cfg = fitter.config
+    save_mesh(run.mesh_path, normalization.to_scan(vertices), faces, force=True)
+    run.log(f"mesh {run.mesh_path}: {report}")
+    if cfg.trim:
+        report["trimmed"] = _write_trimmed(run, fitter, normalization, vertices, faces)
+    if cfg.model_type == "lipschitz":
+        _check_lipschitz_guarantee(run, fitter)
+    if thumbnail:
+        _try_thumbnail(run)
+    summary = {"steps": fitter.step, "train_seconds": round(fitter.seconds, 3), "mesh": report}
+    run.mark_done(summary | {"surface_check": check})
+    return FitResult(run.path, run.mesh_path, fitter.step, fitter.seconds, report, check)
+
+
+def _train(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn | None) -> None:
+    """Step ``fitter`` to its config's step count, logging and checkpointing on the way."""
     cfg = fitter.config
     with _sigint_between_steps() as interrupted:
         while fitter.step < cfg.steps:
@@ -291,14 +320,98 @@ def _train_and_mesh(
                 run.log(f"interrupted at step {fitter.step}; checkpoint saved")
                 raise KeyboardInterrupt
     run.save_checkpoint(fitter.state_dict())
-    report = write_mesh(fitter, normalization, run.mesh_path, resolution=cfg.resolution)
-    run.log(f"mesh {run.mesh_path}: {report}")
-    if cfg.model_type == "lipschitz":
-        _check_lipschitz_guarantee(run, fitter)
-    if thumbnail:
-        _try_thumbnail(run)
-    run.mark_done({"steps": fitter.step, "train_seconds": round(fitter.seconds, 3), "mesh": report})
-    return FitResult(run.path, run.mesh_path, fitter.step, fitter.seconds, report)
+
+
+def _checked_mesh(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn | None):
+    """Mesh the fit and check it against the scan; when the check fails, act as ``config.on_suspect`` says
+    (refit from the other orientations of the start, recon.fit.START_ORIENTATIONS, and keep the first
+    that passes; refuse; or warn).
+
+    Returns the fitter the mesh came from, (vertices, faces, report) in the working frame, and the check
+    (a dict, also in meta.json). Raises FitRefusedError when the mesh stays suspect and the config does
+    not say 'warn'; the mesh is then kept as mesh_suspect.ply only.
+    """
+    cfg = fitter.config
+    attempts = []
+    orientation = fitter.start_orientation
+    while True:
+        mesh = working_mesh(fitter, cfg.resolution)
+        check = _surface_check(fitter, mesh)
+        attempts.append(
+            {"start_orientation": orientation, "suspect": check["suspect"], "reasons": check["reasons"]}
+        )
+        run.log(f"surface check ({orientation} start): {check_summary(check)}")
+        tried = {a["start_orientation"] for a in attempts}
+        remaining = [o for o in fitter.start_orientations() if o not in tried]
+        if (
+            not check["suspect"]
+            or cfg.on_suspect != "repair"
+            or not remaining
+            or cfg.init != "signed-distance"
+        ):
+            break
+        orientation = remaining[0]
+        run.log(f"the surface failed its check; refitting from the {orientation} start")
+        fitter = fitter.restarted(start_orientation=orientation)
+        _train(run, fitter, progress)
+    check = check | {"start_orientation": orientation, "attempts": attempts}
+    _record_check(run, check)
+    if check["suspect"] and cfg.on_suspect != "warn":
+        from recon.io import save_mesh
+
+        normalization = _load_normalization(run)
+        suspect_path = run.path / "mesh_suspect.ply"
+        save_mesh(suspect_path, normalization.to_scan(mesh[0]), mesh[1], force=True)
+        tried = ", ".join(a["start_orientation"] for a in attempts)
+        raise FitRefusedError(
+            f"the fitted surface failed its check against the scan ({'; '.join(check['reasons'])}) with every "
+            f"start tried ({tried}); it is kept as {suspect_path} only. Supply oriented normals, crop the scan "
+            f"to one object, or try --preset paper"
+        )
+    return fitter, mesh, check
+
+
+def _surface_check(fitter: LevelSetFitter, mesh) -> dict:
+    from recon.surface_check import check_surface
+
+    vertices, faces, _ = mesh
+    scan = fitter.points.detach().cpu().numpy()
+    cfg = fitter.config
+    return check_surface(vertices, faces, scan, domain_bound=cfg.extract_bound, seed=cfg.seed).to_dict()
+
+
+def check_summary(check: dict) -> str:
+    """One line: the verdict and the numbers behind it (‰ of the scan's diagonal)."""
+    verdict = "SUSPECT: " + "; ".join(check["reasons"]) if check["suspect"] else "ok"
+    return (
+        f"{verdict} (scan→mesh median {1000 * check['scan_to_mesh_median']:.2f}‰, "
+        f"95% {1000 * check['scan_to_mesh_p95']:.2f}‰, within 1%: {100 * check['scan_within_1pct']:.1f}%; "
+        f"invented surface {100 * check['invented_area_share']:.1f}% "
+        f"(outside the scan's hull {100 * check['invented_outside_share']:.1f}%); "
+        f"volume {100 * check['volume_share']:.1f}% of the domain)"
+    )
+
+
+def _record_check(run: RunFolder, check: dict) -> None:
+    meta = run.read_json("meta.json")
+    run.write_json("meta.json", meta | {"surface_check": check})
+
+
+def _write_trimmed(
+    run: RunFolder, fitter: LevelSetFitter, normalization: Normalization, vertices, faces
+) -> dict:
+    """Write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.trim)."""
+    from recon.io import save_mesh
+    from recon.trim import trim_unsupported
+
+    scan = fitter.points.detach().cpu().numpy()
+    trimmed_vertices, trimmed_faces, info = trim_unsupported(vertices, faces, scan)
+    if len(trimmed_faces):
+        save_mesh(
+            run.path / "mesh_trimmed.ply", normalization.to_scan(trimmed_vertices), trimmed_faces, force=True
+        )
+    run.log(f"trimmed mesh: {info}")
+    return info
 
 
 @contextlib.contextmanager

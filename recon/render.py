@@ -335,18 +335,25 @@ def render_run(
     unsafe: bool = False,
     eps: float = 1e-4,
     max_steps: int = 256,
+    up: str | Sequence[float] = "auto",
 ) -> tuple[np.ndarray, dict]:
-    """Sphere-trace a run's surface from ``views``; return the tiled image and a summary dict."""
-    from recon.viewer.camera import frame_view
+    """Sphere-trace a run's surface from ``views``; return the tiled image and a summary dict.
+
+    ``up`` is the scan's up axis, framed as in ``recon view`` (see
+    :func:`recon.viewer.camera.resolve_up`; "auto" guesses it from the scan points, whose axes the
+    working frame keeps).
+    """
+    from recon.viewer.camera import frame_view, resolve_up
 
     field = load_run_field(run_dir)
     lipschitz, certified = step_lipschitz(field, unsafe=unsafe)
     lo, hi = field.scan_points.min(axis=0), field.scan_points.max(axis=0)
     pad = 0.05 * (hi - lo).max()
     bounds = np.stack([lo - pad, hi + pad])
+    up_axis = resolve_up(up, field.scan_points)
     cameras, images = [], []
     for view in views:
-        camera = frame_view(bounds, view, (size, size))
+        camera = frame_view(bounds, view, (size, size), up=up_axis)
         cameras.append(camera)
         images.append(
             trace_view(field.model, camera, view, lipschitz, bound=field.bound, eps=eps, max_steps=max_steps)
@@ -355,6 +362,7 @@ def render_run(
         "model_type": field.model_type,
         "lipschitz": lipschitz,
         "certified": certified,
+        "up": [float(c) for c in up_axis],
         "views": {
             im.view: {
                 "hit_fraction": round(float(im.hit.mean()), 4),

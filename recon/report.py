@@ -2,15 +2,20 @@
 
 :func:`write_report` reads every ``BENCH_DIR/runs/<scan>/<method>/`` folder and writes into BENCH_DIR::
 
-    results.csv        long: scan, variant, method, metric, value (one row per number)
-    results_wide.csv   one row per (variant, method): n, failed, and mean/std of every metric
+    results.csv        long: scan, variant, method, metric, value, suspect (one row per number)
+    results_wide.csv   one row per (variant, method): n, failed, suspect, and mean/std of every metric
     summary.json       the same aggregates as nested JSON, with the metric definitions and the failures
-    table.md           the paper-shaped table (method | Chamfer L1 | Chamfer L2, mean ± std) per variant
+    table.md           the paper-shaped table per variant: method | Chamfer L1 | Chamfer L2 | F@1% |
+                       normal consistency | fit time | meshes ("n, suspect k"), mean ± std
     report.html        one self-contained page: tables, plots and thumbnails embedded as PNG, and an
                        interactive three.js view of each mesh (trimesh's viewer, one shared copy)
 
 Tables aggregate per-scan values as mean ± sample standard deviation (n − 1) over the scans a method
 finished; Chamfer values are ×1000 of the ground-truth bounding-box diagonal (DESIGN.md §4).
+
+A mesh is *suspect* when the fit's surface check flagged it (``meta.json`` → ``surface_check.suspect``;
+runs without a check, such as baselines and older fits, count as not suspect). Means include suspect
+meshes; every table says how many there are beside them, and the per-scan tables mark them.
 """
 
 from __future__ import annotations
@@ -34,7 +39,16 @@ from recon.errors import InputError
 
 ALL = "all"
 """Name of the aggregate over every variant."""
-TABLE_METRICS = ("chamfer_l1_x1000", "chamfer_l2_x1000")
+TABLE_COLUMNS = (
+    ("chamfer_l1_x1000", "Chamfer L1", 2),
+    ("chamfer_l2_x1000", "Chamfer L2", 2),
+    ("fscore", "F@1%", 3),
+    ("normal_consistency", "normal consistency", 3),
+    ("fit_seconds", "fit time (s)", 1),
+)
+"""(metric, column heading, decimals) of the summary tables."""
+CHAMFERS = (("chamfer_l1_x1000", "Chamfer L1"), ("chamfer_l2_x1000", "Chamfer L2"))
+"""The metrics of the per-scan table and the plots."""
 WIDE_METRICS = (
     "chamfer_l1_x1000",
     "chamfer_l2_x1000",
@@ -47,8 +61,17 @@ WIDE_METRICS = (
     "fit_seconds",
 )
 _NOT_METRICS = {"n_samples", "n_pred", "n_gt", "n_scan", "seed"}
-_METHOD_ORDER = ("atlasnet-sphere", "atlasnet-patch", "atlasnet-25", "levelset", "poisson")
+_METHOD_ORDER = (
+    "atlasnet-sphere",
+    "atlasnet-patch",
+    "atlasnet-25",
+    "levelset",
+    "levelset-trimmed",
+    "poisson",
+    "poisson-best",
+)
 _THUMB_FACES = 6_000
+_SUSPECT_MARK = "⚠ suspect"
 
 
 @dataclass
@@ -65,6 +88,9 @@ class RunRecord:
     """Flat numbers: raw metrics, ``<name>_x1000`` scaled ones, fit_seconds and eval_seconds."""
     error: str = ""
     definitions: dict | None = None
+    suspect: bool | None = None
+    """The fit's surface check flagged the mesh; None when the run has no check (baselines, older fits)."""
+    suspect_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -112,8 +138,18 @@ def _record(run_dir: Path) -> RunRecord:
     if not evaluation:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error="eval.json is unreadable")
     variant = str(evaluation.get("variant") or variant)
+    suspect, reasons = surface_check(run_dir)
     if evaluation.get("metrics") is None:
-        return RunRecord(scan_id, method, variant, "no-gt", run_dir, error=evaluation.get("note", ""))
+        return RunRecord(
+            scan_id,
+            method,
+            variant,
+            "no-gt",
+            run_dir,
+            error=evaluation.get("note", ""),
+            suspect=suspect,
+            suspect_reasons=reasons,
+        )
     return RunRecord(
         scan_id,
         method,
@@ -122,7 +158,20 @@ def _record(run_dir: Path) -> RunRecord:
         run_dir,
         metrics=flat_metrics(evaluation),
         definitions=evaluation.get("definitions"),
+        suspect=suspect,
+        suspect_reasons=reasons,
     )
+
+
+def surface_check(run_dir: Path) -> tuple[bool | None, list[str]]:
+    """Whether the fit's surface check (``meta.json`` → ``surface_check``) flagged the mesh, and why.
+
+    None when the run has no such check (baselines, fits from before the check).
+    """
+    check = _read_or_empty(run_dir / "meta.json").get("surface_check")
+    if not isinstance(check, dict) or not isinstance(check.get("suspect"), bool):
+        return None, []
+    return check["suspect"], [str(reason) for reason in check.get("reasons") or []]
 
 
 def _read_or_empty(path: Path) -> dict:
@@ -153,10 +202,20 @@ def _method_rank(method: str) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------------------------------------- tables
+LONG_COLUMNS = ["scan", "variant", "method", "metric", "value", "suspect"]
+
+
 def long_rows(records: list[RunRecord]) -> list[dict]:
-    """One row per number: scan, variant, method, metric, value."""
+    """One row per number: scan, variant, method, metric, value, suspect (true, false or empty: no check)."""
     return [
-        {"scan": r.scan_id, "variant": r.variant, "method": r.method, "metric": name, "value": value}
+        {
+            "scan": r.scan_id,
+            "variant": r.variant,
+            "method": r.method,
+            "metric": name,
+            "value": value,
+            "suspect": "" if r.suspect is None else str(r.suspect).lower(),
+        }
         for r in records
         if r.status == "finished"
         for name, value in sorted(r.metrics.items())
@@ -164,7 +223,9 @@ def long_rows(records: list[RunRecord]) -> list[dict]:
 
 
 def summarize(records: list[RunRecord]) -> dict[str, dict[str, dict]]:
-    """``{variant: {method: {"n", "failed", "metrics": {metric: {mean, std, n}}}}}``, plus variant 'all'.
+    """``{variant: {method: {"n", "failed", "pending", "suspect", "surface_checked", "metrics": {metric:
+    {mean, std, n}}}}}``, plus variant 'all'. ``suspect`` counts the finished meshes the fit's surface check
+    flagged, ``surface_checked`` those that have a check at all.
 
     ``std`` is the sample standard deviation (n − 1); None for a single scan.
     """
@@ -192,8 +253,16 @@ def _method_summary(records: list[RunRecord]) -> dict:
         "n": len(finished),
         "failed": sum(r.status == "failed" for r in records),
         "pending": sum(r.status == "pending" for r in records),
+        "suspect": sum(r.suspect is True for r in finished),
+        "surface_checked": sum(r.suspect is not None for r in finished),
         "metrics": metrics,
     }
+
+
+def meshes_text(method_summary: dict) -> str:
+    """'3, suspect 1': the meshes a mean is over and how many of them are suspect ('–': none checked)."""
+    suspect = method_summary["suspect"] if method_summary["surface_checked"] else "–"
+    return f"{method_summary['n']}, suspect {suspect}"
 
 
 def mean_std_text(stats: dict | None, digits: int = 2) -> str:
@@ -206,7 +275,8 @@ def mean_std_text(stats: dict | None, digits: int = 2) -> str:
 
 
 def wide_rows(summary: dict) -> list[dict]:
-    """One row per (variant, method): n, failed, pending and mean/std of :data:`WIDE_METRICS`."""
+    """One row per (variant, method): n, failed, pending, suspect, surface_checked and mean/std of
+    :data:`WIDE_METRICS`."""
     rows = []
     for variant, methods in summary.items():
         for method, s in methods.items():
@@ -217,7 +287,7 @@ def wide_rows(summary: dict) -> list[dict]:
                 "n": s["n"],
                 "failed": s["failed"],
             }
-            row["pending"] = s["pending"]
+            row |= {"pending": s["pending"], "suspect": s["suspect"], "surface_checked": s["surface_checked"]}
             for metric in WIDE_METRICS:
                 stats = s["metrics"].get(metric)
                 row[f"{metric}_mean"] = "" if stats is None else stats["mean"]
@@ -226,20 +296,34 @@ def wide_rows(summary: dict) -> list[dict]:
     return rows
 
 
+MARKDOWN_HEADER = (
+    "| method | " + " | ".join(label for _, label, _ in TABLE_COLUMNS) + " | meshes |",
+    "|---" * (len(TABLE_COLUMNS) + 2) + "|",
+)
+
+
 def markdown_table(summary: dict, records: list[RunRecord], title: str = "Reconstruction benchmark") -> str:
-    """The paper-shaped table (method | Chamfer L1 | Chamfer L2) for all scans and for each variant."""
+    """The paper-shaped table (method | the :data:`TABLE_COLUMNS` | meshes) for all scans and each variant."""
     lines = [f"# {title}", "", *_definition_lines(records), ""]
     for variant, methods in summary.items():
         heading = "All scans" if variant == ALL else f"Variant `{variant}`"
-        lines += [f"## {heading}", "", "| method | Chamfer L1 | Chamfer L2 |", "|---|---|---|"]
+        lines += [f"## {heading}", "", *MARKDOWN_HEADER]
         for s in methods.values():
-            l1, l2 = (mean_std_text(s["metrics"].get(m)) for m in TABLE_METRICS)
-            lines.append(f"| {s['name']} | {l1} | {l2} |")
+            cells = [mean_std_text(s["metrics"].get(m), digits) for m, _, digits in TABLE_COLUMNS]
+            lines.append(f"| {s['name']} | {' | '.join(cells)} | {meshes_text(s)} |")
         counts = ", ".join(
             f"{s['name']} {s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
             for s in methods.values()
         )
         lines += ["", f"Scans per method: {counts}.", ""]
+    suspect = [r for r in records if r.suspect]
+    if suspect:
+        lines += [f"## Suspect meshes ({len(suspect)})", ""]
+        lines += [
+            f"- {r.scan_id} / {r.method}: {'; '.join(r.suspect_reasons) or 'no reason given'}"
+            for r in suspect
+        ]
+        lines.append("")
     failed = [r for r in records if r.status == "failed"]
     if failed:
         lines += [f"## Failed tasks ({len(failed)})", ""]
@@ -252,17 +336,41 @@ def _definition_lines(records: list[RunRecord]) -> list[str]:
     definitions = next((r.definitions for r in records if r.definitions), None) or {}
     lines = [
         "Chamfer distances are ×1000 of the ground-truth bounding-box diagonal (Chamfer L2: squared "
-        "distances / diagonal² × 1000²); each cell is the mean ± sample standard deviation (n − 1) over "
-        "the scans the method finished.",
+        "distances / diagonal² × 1000²); F@1% is the F-score at 1% of that diagonal; fit time is wall "
+        "seconds. Each cell is the mean ± sample standard deviation (n − 1) over the scans the method "
+        "finished; 'meshes' gives that number and how many of those meshes the fit's surface check flagged "
+        "as suspect (– : no check recorded); means include suspect meshes.",
         "",
     ]
-    for key in ("chamfer_l1", "chamfer_l2", "accuracy", "completeness", "sampling"):
+    for key in (
+        "chamfer_l1",
+        "chamfer_l2",
+        "accuracy",
+        "completeness",
+        "fscore",
+        "normal_consistency",
+        "sampling",
+    ):
         if key in definitions:
             lines.append(f"- {key}: {definitions[key]}")
-    if any(r.method.startswith("atlasnet") for r in records):
+    methods = {r.method for r in records}
+    if any(m.startswith("atlasnet") for m in methods):
         lines.append(
             "- AtlasNet meshes are the charts' template connectivity: open, possibly overlapping, "
             "not watertight."
+        )
+    if "poisson-best" in methods:
+        lines.append(
+            f"- {METHODS['poisson-best']} is an oracle anchor: per scan it keeps the best by Chamfer L1 "
+            "against the ground truth of {PyMeshLab, Open3D} × octree depths × density trim {0, 2 %} "
+            "(every configuration's metrics are in its poisson_configs.json); its fit time is the chosen "
+            "configuration's (shared preparation + its solve)."
+        )
+    if "levelset-trimmed" in methods:
+        lines.append(
+            f"- {METHODS['levelset-trimmed']}: the levelset mesh with the faces no scan point supports "
+            "removed (recon.trim: farther than a multiple of the scan's point spacing; no ground truth "
+            "used); not refitted: its fit time and surface check are the levelset fit's."
         )
     return lines
 
@@ -301,7 +409,7 @@ def write_report(
         "table.md": bench / "table.md",
         "report.html": bench / "report.html",
     }
-    _write_csv(paths["results.csv"], long_rows(records), ["scan", "variant", "method", "metric", "value"])
+    _write_csv(paths["results.csv"], long_rows(records), LONG_COLUMNS)
     wide = wide_rows(summary)
     _write_csv(paths["results_wide.csv"], wide, list(wide[0]) if wide else ["variant", "method"])
     write_json(paths["summary.json"], _summary_json(bench, summary, records))
@@ -336,6 +444,11 @@ def _summary_json(bench: Path, summary: dict, records: list[RunRecord]) -> dict:
             {"scan": r.scan_id, "method": r.method, "error": r.error} for r in records if r.status == "failed"
         ],
         "pending": [{"scan": r.scan_id, "method": r.method} for r in records if r.status == "pending"],
+        "suspect": [
+            {"scan": r.scan_id, "method": r.method, "reasons": r.suspect_reasons}
+            for r in records
+            if r.suspect
+        ],
         "no_ground_truth": [{"scan": r.scan_id, "method": r.method} for r in records if r.status == "no-gt"],
     }
 
@@ -347,6 +460,7 @@ table{border-collapse:collapse;margin:8px 0 16px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .failed{color:#b00020} .muted{color:#777;font-size:90%} img.plot{max-width:100%}
+td.suspect{background:#fff3cd}
 img.thumb{width:160px;height:160px;object-fit:contain;background:#fafafa}
 iframe.view{width:640px;height:480px;border:1px solid #ccc;display:block}
 """
@@ -405,19 +519,22 @@ def _e(text) -> str:
 
 
 def _summary_tables(summary: dict) -> str:
+    head = "".join(f"<th>{_e(label)}</th>" for _, label, _ in TABLE_COLUMNS)
     out = []
     for variant, methods in summary.items():
         title = "All scans" if variant == ALL else f"Variant {variant}"
         rows = "".join(
             f"<tr><td>{_e(s['name'])}</td>"
-            + "".join(f"<td class='num'>{_e(mean_std_text(s['metrics'].get(m)))}</td>" for m in TABLE_METRICS)
-            + f"<td class='num'>{s['n']}</td><td class='num'>{s['failed']}</td></tr>"
+            + "".join(
+                f"<td class='num'>{_e(mean_std_text(s['metrics'].get(m), digits))}</td>"
+                for m, _, digits in TABLE_COLUMNS
+            )
+            + f"<td class='num'>{_e(meshes_text(s))}</td><td class='num'>{s['failed']}</td></tr>"
             for s in methods.values()
         )
         out.append(
             f"<h3>{_e(title)}</h3><table class='summary' id='summary-{_e(variant)}'><tr><th>method</th>"
-            "<th>Chamfer L1</th><th>Chamfer L2</th><th>scans</th><th>failed</th></tr>"
-            f"{rows}</table>"
+            f"{head}<th>meshes</th><th>failed</th></tr>{rows}</table>"
         )
     return "".join(out)
 
@@ -440,7 +557,8 @@ def _per_scan_table(records: list[RunRecord]) -> str:
         cells = "".join(_scan_cell(by_key.get((scan_id, m))) for m in methods)
         rows.append(f"<tr><td>{_e(scan_id)}</td><td>{_e(variant)}</td>{cells}</tr>")
     return (
-        "<p class='muted'>Chamfer L1 / Chamfer L2, ×1000 of the GT bounding-box diagonal.</p>"
+        "<p class='muted'>Chamfer L1 / Chamfer L2, ×1000 of the GT bounding-box diagonal; "
+        f"{_SUSPECT_MARK} marks a mesh the fit's surface check flagged as suspect (hover for why).</p>"
         f"<table id='per-scan'><tr><th>scan</th><th>variant</th>{head}</tr>{''.join(rows)}</table>"
     )
 
@@ -449,7 +567,10 @@ def _scan_cell(record: RunRecord | None) -> str:
     if record is None:
         return "<td class='muted'>–</td>"
     if record.status == "finished":
-        l1, l2 = (record.metrics.get(m, float("nan")) for m in TABLE_METRICS)
+        l1, l2 = (record.metrics.get(m, float("nan")) for m, _ in CHAMFERS)
+        if record.suspect:
+            why = "suspect: " + ("; ".join(record.suspect_reasons) or "no reason given")
+            return f"<td class='num suspect' title='{_e(why)}'>{l1:.2f} / {l2:.2f} {_SUSPECT_MARK}</td>"
         return f"<td class='num'>{l1:.2f} / {l2:.2f}</td>"
     if record.status == "failed":
         return f"<td class='failed' title='{_e(record.error)}'>failed</td>"
@@ -490,7 +611,7 @@ def _bars_figure(finished: list[RunRecord]):
     figure, axes = plt.subplots(2, 1, figsize=(width, 6.5), sharex=True)
     x = np.arange(len(scans))
     step = 0.8 / len(methods)
-    for axis, metric, label in zip(axes, TABLE_METRICS, ("Chamfer L1", "Chamfer L2"), strict=True):
+    for axis, (metric, label) in zip(axes, CHAMFERS, strict=True):
         for i, method in enumerate(methods):
             heights = [values.get((s, method), {}).get(metric, np.nan) for s in scans]
             axis.bar(
@@ -511,7 +632,7 @@ def _distribution_figure(finished: list[RunRecord]):
     methods = sorted({r.method for r in finished}, key=_method_rank)
     figure, axes = plt.subplots(1, 2, figsize=(min(14.0, 4.0 + 1.6 * len(methods)), 4.2))
     jitter = np.random.default_rng(0)
-    for axis, metric, label in zip(axes, TABLE_METRICS, ("Chamfer L1", "Chamfer L2"), strict=True):
+    for axis, (metric, label) in zip(axes, CHAMFERS, strict=True):
         data = [
             [r.metrics[metric] for r in finished if r.method == m and metric in r.metrics] for m in methods
         ]
@@ -548,7 +669,7 @@ def _gallery_html(bench: Path, records: list[RunRecord], notes: list[str]) -> st
                 f"CL1 {record.metrics.get('chamfer_l1_x1000', float('nan')):.2f}"
                 if record.status == "finished"
                 else "no ground truth"
-            )
+            ) + (f" {_SUSPECT_MARK}" if record.suspect else "")
             cells.append(_thumb_cell(_run_thumbnail(record, notes), caption))
         rows.append(f"<tr><td>{_e(scan_id)}</td>{''.join(cells)}</tr>")
     return f"<table id='gallery'><tr>{head}</tr>{''.join(rows)}</table>"
@@ -614,7 +735,7 @@ def _load_faces(mesh_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_thumbnail(vertices: np.ndarray, faces: np.ndarray, size: int = 240) -> bytes:
-    """A shaded PNG of a mesh seen from the front-right with +y up (matplotlib, no OpenGL needed).
+    """A shaded PNG of a mesh seen from the front-right, standing on its own up axis (matplotlib, no OpenGL).
 
     Parameters
     ----------
@@ -627,7 +748,10 @@ def render_thumbnail(vertices: np.ndarray, faces: np.ndarray, size: int = 240) -
     plt = _pyplot()
     vertices, faces = decimated(vertices, faces, _THUMB_FACES)
     # Draw with +y up: matplotlib's vertical axis is z.
-    shown = vertices[:, [0, 2, 1]] * np.array([1.0, -1.0, 1.0])
+    from recon.viewer.camera import guess_up_axis, up_frame
+
+    local = vertices @ up_frame(guess_up_axis(vertices))  # y is now the shape's up axis
+    shown = local[:, [0, 2, 1]] * np.array([1.0, -1.0, 1.0])
     triangles = shown[faces]
     normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

@@ -39,6 +39,8 @@ RUN_FILES = (
     "metrics.jsonl",
     "checkpoints",
     "mesh.ply",
+    "mesh_trimmed.ply",
+    "mesh_suspect.ply",
     "thumbnail.png",
     "eval.json",
     "DONE",

@@ -13,6 +13,7 @@ import trimesh
 from click.testing import CliRunner
 from conftest import sphere_points, torus_points
 
+from recon.atomic import write_json
 from recon.batch import (
     BatchSettings,
     dataset_entries,
@@ -28,6 +29,8 @@ from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
 from recon.metrics import evaluate_reconstruction
 
 SETTINGS = BatchSettings(preset="tiny", steps=10, poisson_depth=5, eval_samples=2000, thumbnails=False)
+BEST = replace(SETTINGS, poisson_best_depths=(4, 5))
+"""poisson-best on shallow octrees: 2 backends x 2 depths x 2 trims, a second in all."""
 METHODS = ("levelset", "poisson")
 THREADS = 1
 """Fixed for both executors (sums depend on the thread count); one thread also avoids OpenMP spinning
@@ -95,13 +98,7 @@ def test_local_batch_finishes_good_scans_and_records_the_broken_one(local_bench,
         evaluation = json.loads((run / "eval.json").read_text())
         assert evaluation["definitions"]["chamfer_l1"]
         # The stored metrics are those of this run's mesh against this scan's GT (same seed and samples).
-        again = evaluate_reconstruction(
-            load_mesh(run / "mesh.ply"),
-            load_mesh(dataset / "gt" / "ball.ply"),
-            scan_points=load_scan(dataset / "scans" / "ball.ply").points,
-            n_samples=SETTINGS.eval_samples,
-            seed=SETTINGS.seed,
-        )
+        again = _evaluated(dataset, run / "mesh.ply")
         assert evaluation["metrics"]["chamfer_l1"] == pytest.approx(again["chamfer_l1"], rel=1e-9)
         # A sphere: Poisson is close to exact; ten tiny levelset steps are a rough blob, yet near it.
         assert (
@@ -113,6 +110,13 @@ def test_local_batch_finishes_good_scans_and_records_the_broken_one(local_bench,
         assert line.count("\n") == 1 and "bad.ply" in line
         assert "Traceback" in (bad / "error.txt").read_text()
         assert not (bad / "mesh.ply").exists()
+
+
+def test_poisson_records_the_isolated_points_it_dropped(local_bench):
+    bench, _, _ = local_bench
+    info = json.loads((_run(bench, "ball", "poisson") / "meta.json").read_text())["info"]
+    assert info["isolated_points"]["dropped"] == 0 and info["isolated_points"]["ratio"] == 5.0
+    assert info["n_points_used"] == info["n_points"] == 2000
 
 
 def test_rerun_skips_finished_tasks(local_bench, dataset):
@@ -209,10 +213,21 @@ def _sorted_rows(array: np.ndarray) -> np.ndarray:
     return array[np.lexsort(array.T[::-1])]
 
 
-def _single_task(dataset: Path, bench: Path, **entry):
+def _single_task(dataset: Path, bench: Path, method: str = "poisson", settings=SETTINGS, **entry):
     base = {"id": "ball", "scan": dataset / "scans" / "ball.ply", "gt": dataset / "gt" / "ball.ply"}
-    (task,) = plan_tasks([base | entry], ["poisson"], bench, SETTINGS, threads=THREADS)
+    (task,) = plan_tasks([base | entry], [method], bench, settings, threads=THREADS)
     return task
+
+
+def _evaluated(dataset: Path, mesh_path: Path) -> dict:
+    """The batch's evaluation of the mesh at ``mesh_path`` against the ball's GT (same samples and seed)."""
+    return evaluate_reconstruction(
+        load_mesh(mesh_path),
+        load_mesh(dataset / "gt" / "ball.ply"),
+        scan_points=load_scan(dataset / "scans" / "ball.ply").points,
+        n_samples=SETTINGS.eval_samples,
+        seed=SETTINGS.seed,
+    )
 
 
 def test_missing_ground_truth_is_a_task_error(dataset, tmp_path):
@@ -265,6 +280,138 @@ def test_changed_settings_are_refused_without_force(local_bench, dataset):
         run_batch(dataset, bench, METHODS, replace(SETTINGS, seed=1))
 
 
+def test_settings_added_later_count_as_their_defaults_in_older_folders(local_bench, dataset):
+    bench, _, _ = local_bench
+    path = bench / "batch.json"
+    older = json.loads(path.read_text())
+    for key in ("poisson_trim", "poisson_best_depths"):
+        del older["settings"][key]
+    path.write_text(json.dumps(older))
+    results = run_batch(dataset, bench, METHODS, SETTINGS, retry_failed=False)
+    assert {r.status for r in results} == {"skipped", "failed"}
+    with pytest.raises(RunDirError, match="poisson_best_depths"):
+        run_batch(dataset, bench, METHODS, BEST, retry_failed=False)
+
+
+def test_poisson_best_records_every_configuration_and_keeps_the_best(dataset, tmp_path):
+    task = _single_task(dataset, tmp_path, method="poisson-best", settings=BEST)
+    result = run_task(task)
+    assert result.status == "done", result.message
+    run = Path(task.run_dir)
+    sweep = json.loads((run / "poisson_configs.json").read_text())
+    configs = sweep["configs"]
+    grid = {(b, d, t) for b in ("pymeshlab", "open3d") for d in (4, 5) for t in (0.0, 0.02)}
+    assert len(configs) == 8 and {(c["backend"], c["depth"], c["trim"]) for c in configs} == grid
+    assert all(c["seconds"] > 0 and c["n_faces"] > 0 and "error" not in c for c in configs)
+    l1 = [c["metrics"]["chamfer_l1"] for c in configs]
+    assert len(set(l1)) > 1 and sweep["chosen"] == int(np.argmin(l1))
+    chosen = configs[sweep["chosen"]]
+    assert "oracle" in sweep["selection"] and sweep["prepared"]["isolated_points"]["dropped"] == 0
+    # Each configuration is scored by the batch's own evaluation: the chosen one's numbers are eval.json's.
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["metrics"] == chosen["metrics"]
+    assert evaluation["metrics"] == {
+        k: v for k, v in _evaluated(dataset, run / "mesh.ply").items() if k != "definitions"
+    }
+    config = json.loads((run / "config.json").read_text())["poisson-best"]
+    assert (config["backend"], config["depth"], config["density_trim_quantile"]) == (
+        chosen["backend"],
+        chosen["depth"],
+        chosen["trim"],
+    )
+    # Its fit time is the chosen configuration's: the shared preparation and its own solve.
+    expected = sweep["prepared"]["seconds_prepare"] + chosen["seconds"]
+    assert evaluation["seconds"]["fit"] == pytest.approx(expected, abs=1e-3)
+    assert expected < sweep["seconds_sweep"]
+
+
+def test_poisson_best_refuses_a_scan_without_ground_truth(dataset, tmp_path):
+    result = run_task(_single_task(dataset, tmp_path, method="poisson-best", settings=BEST, gt=None))
+    assert result.status == "failed"
+    assert "poisson-best chooses its configuration by the ground truth" in result.message
+    assert not (Path(result.run_dir) / "mesh.ply").exists()
+
+
+@pytest.fixture
+def fake_levelset_fit(monkeypatch):
+    """Replace the levelset fit (in this process) by one writing a sphere, a surface check and, when asked,
+    a trimmed mesh (the sphere's upper half); returns the list of the fits made."""
+    import recon.batch
+
+    fits = []
+
+    def install(trimmed: bool) -> list:
+        def fit(task, run) -> None:
+            fits.append(task.scan_id)
+            sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+            save_mesh(run.mesh_path, sphere.vertices, sphere.faces, force=True)
+            if trimmed:
+                upper = sphere.faces[sphere.vertices[sphere.faces].mean(axis=1)[:, 2] > 0]
+                save_mesh(run.path / "mesh_trimmed.ply", sphere.vertices, upper, force=True)
+            check = {"suspect": True, "reasons": ["a test"]}
+            write_json(
+                run.path / "meta.json", {"method": "levelset", "seconds": 12.5, "surface_check": check}
+            )
+
+        monkeypatch.setattr(recon.batch, "_fit_levelset", fit)
+        return fits
+
+    return install
+
+
+def test_levelset_trimmed_evaluates_the_fits_trimmed_mesh_without_refitting(
+    dataset, tmp_path, fake_levelset_fit
+):
+    from recon.report import collect_runs
+
+    fits = fake_levelset_fit(trimmed=True)
+    task = _single_task(dataset, tmp_path, method="levelset-trimmed")
+    result = run_task(task)
+    assert result.status == "done", result.message
+    # The scan's levelset task had not run: it ran first, once.
+    source = Path(task.run_dir).parent / "levelset"
+    assert task_status(source) == "finished" and fits == ["ball"]
+    evaluation = json.loads((Path(task.run_dir) / "eval.json").read_text())
+    untrimmed = json.loads((source / "eval.json").read_text())
+    assert evaluation["seconds"]["fit"] == untrimmed["seconds"]["fit"] == 12.5
+    assert evaluation["derived_from"] == {
+        "method": "levelset",
+        "run_dir": str(source),
+        "mesh": "mesh_trimmed.ply",
+    }
+    again = _evaluated(dataset, source / "mesh_trimmed.ply")
+    assert evaluation["metrics"]["chamfer_l1"] == again["chamfer_l1"] != untrimmed["metrics"]["chamfer_l1"]
+    # A forced redo evaluates the same fit again; the levelset task is not redone.
+    assert run_task(replace(task, force=True)).status == "done" and fits == ["ball"]
+    records = {r.method: r for r in collect_runs(tmp_path)}
+    assert records["levelset-trimmed"].suspect is True and records["levelset-trimmed"].status == "finished"
+
+
+def test_levelset_trimmed_fails_clearly_without_a_trimmed_mesh(dataset, tmp_path, fake_levelset_fit):
+    fake_levelset_fit(trimmed=False)
+    result = run_task(_single_task(dataset, tmp_path, method="levelset-trimmed"))
+    assert result.status == "failed"
+    assert "has no mesh_trimmed.ply" in result.message and "--methods levelset --force" in result.message
+    assert task_status(Path(result.run_dir).parent / "levelset") == "finished"
+
+
+def test_levelset_trimmed_fails_when_the_levelset_task_failed(dataset, tmp_path):
+    bad = dataset / "scans" / "bad.ply"
+    result = run_task(_single_task(dataset, tmp_path, method="levelset-trimmed", id="bad", scan=bad))
+    assert result.status == "failed"
+    assert result.message.startswith("levelset-trimmed needs the levelset run of scan bad, which failed: ")
+    assert "bad.ply" in result.message
+
+
+def test_derived_tasks_are_planned_after_their_source(dataset, tmp_path):
+    tasks = plan_tasks(
+        dataset_entries(dataset), ["levelset-trimmed", "poisson", "levelset"], tmp_path, SETTINGS
+    )
+    assert [(t.scan_id, t.method) for t in tasks] == [
+        (scan, method) for scan in ("ball", "bad") for method in ("poisson", "levelset", "levelset-trimmed")
+    ]
+
+
 def test_dataset_forms(dataset, tmp_path):
     assert [e["id"] for e in dataset_entries(dataset / "manifest.csv")] == ["ball", "bad"]
     assert [e["id"] for e in dataset_entries(dataset / "manifest.json")] == ["ball", "bad"]
@@ -291,6 +438,8 @@ def test_cli_batch_reports_failures_with_exit_code(local_bench, dataset):
     assert "2 skipped, 2 failed" in result.output
     bad = CliRunner().invoke(batch, [str(dataset), "-o", str(bench), "--methods", "levelset,nope"])
     assert bad.exit_code == 2 and "nope" in bad.output
+    bad = CliRunner().invoke(batch, [*args, "--poisson-best-depths", "8,x"])
+    assert bad.exit_code == 2 and "octree depths" in bad.output
 
 
 def test_report_of_a_real_batch(local_bench):
@@ -301,6 +450,6 @@ def test_report_of_a_real_batch(local_bench):
     assert "| level-set loss (ours) |" in report.markdown and "| screened Poisson |" in report.markdown
     assert "## Failed tasks (2)" in report.markdown
     rows = (bench / "results.csv").read_text().splitlines()
-    assert rows[0] == "scan,variant,method,metric,value"
+    assert rows[0] == "scan,variant,method,metric,value,suspect"
     assert {line.split(",")[2] for line in rows[1:]} == set(METHODS)
     assert np.isfinite([float(line.split(",")[4]) for line in rows[1:]]).all()

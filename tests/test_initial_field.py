@@ -4,12 +4,8 @@ from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
 from recon.fit import FitConfig, LevelSetFitter, tiny_preset
-from recon.initial_field import (
-    InitialFieldConfig,
-    point_areas,
-    signed_distance_estimate,
-    winding_numbers,
-)
+from recon.initial_field import InitialFieldConfig, signed_distance_estimate
+from recon.winding import DipoleTree, point_areas, winding_numbers
 
 
 def test_winding_number_of_a_sampled_sphere_is_one_inside_zero_outside():
@@ -19,7 +15,7 @@ def test_winding_number_of_a_sampled_sphere_is_one_inside_zero_outside():
     assert abs(areas.sum() / (4 * np.pi * 0.49) - 1) < 0.15
     inside = np.array([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [0.0, 0.5, 0.0]])
     outside = np.array([[1.0, 0.0, 0.0], [0.9, 0.9, 0.9], [0.0, 0.0, -2.0]])
-    w = winding_numbers(np.concatenate([inside, outside]), points, normals, areas)
+    w = winding_numbers(np.concatenate([inside, outside]), points, normals * areas[:, None])
     assert np.all(np.abs(w[:3] - 1) < 0.1)
     assert np.all(np.abs(w[3:]) < 0.1)
 
@@ -34,9 +30,7 @@ def test_signed_distance_estimate_of_a_torus_matches_the_analytic_one():
     queries = rng.uniform(-1.0, 1.0, size=(3000, 3))
     radial = np.linalg.norm(queries[:, :2], axis=1)
     exact = np.hypot(radial - major, queries[:, 2]) - minor
-    estimate = signed_distance_estimate(
-        queries, points, normals, cKDTree(points), InitialFieldConfig(winding_points=1500), rng
-    )
+    estimate = signed_distance_estimate(queries, points, normals, cKDTree(points), InitialFieldConfig())
     clear = np.abs(exact) > 0.03
     assert np.mean(np.sign(estimate[clear]) == np.sign(exact[clear])) > 0.99
     assert np.median(np.abs(np.abs(estimate) - np.abs(exact))) < 0.01
@@ -70,3 +64,35 @@ def test_signed_distance_start_estimates_missing_normals():
     fitter = LevelSetFitter(points, None, config.validate())
     assert np.abs(fitter.field(points)).mean() < 0.03
     assert fitter.field(np.zeros((1, 3)))[0] < 0
+
+
+def test_dipole_tree_matches_the_direct_sum_away_from_the_scan():
+    points = torus_points(30_000, 0.6, 0.25, seed=6)
+    ring = np.stack([points[:, 0], points[:, 1], np.zeros(len(points))], axis=1)
+    ring = 0.6 * ring / np.linalg.norm(ring, axis=1, keepdims=True)
+    normals = (points - ring) / np.linalg.norm(points - ring, axis=1, keepdims=True)
+    dipoles = normals * point_areas(points)[:, None]
+    cell = np.ptp(points, axis=0).max() / 96
+    queries = np.random.default_rng(1).uniform(-1.0, 1.0, size=(4000, 3))
+    queries = queries[cKDTree(points).query(queries)[0] >= 2 * cell]
+    fast = DipoleTree.build(points, dipoles, cell).winding_numbers(queries)
+    exact = winding_numbers(queries, points, dipoles)
+    assert np.abs(fast - exact).max() < 0.02
+    # The tree's answer depends on the points only: the same for the same scan, whatever the caller's seed.
+    again = DipoleTree.build(points, dipoles, cell).winding_numbers(queries)
+    assert np.array_equal(fast, again)
+
+
+def test_signed_distance_estimate_is_continuous_across_the_cap_of_an_open_cylinder():
+    # A tube open at both ends: along its axis beyond an opening the estimate must cross zero once, just
+    # past the rim, and not jump from -radius to +radius (a jump lets a smooth network put the cap anywhere).
+    rng = np.random.default_rng(3)
+    angle, height = rng.uniform(0, 2 * np.pi, 20_000), rng.uniform(-0.6, 0.6, 20_000)
+    points = np.stack([0.3 * np.cos(angle), 0.3 * np.sin(angle), height], axis=1)
+    normals = np.stack([np.cos(angle), np.sin(angle), np.zeros_like(angle)], axis=1)
+    z = np.linspace(0.3, 1.0, 71)
+    axis = np.stack([np.zeros_like(z), np.zeros_like(z), z], axis=1)
+    estimate = signed_distance_estimate(axis, points, normals, cKDTree(points), InitialFieldConfig())
+    crossing = z[np.argmax(estimate > 0)]
+    assert np.all(np.diff(np.sign(estimate)) >= 0) and abs(crossing - 0.6) < 0.05
+    assert np.abs(np.diff(estimate)).max() < 0.05

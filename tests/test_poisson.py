@@ -11,7 +11,7 @@ import trimesh
 from click.testing import CliRunner
 from conftest import sphere_points
 
-from recon.baselines.poisson import PoissonConfig, screened_poisson
+from recon.baselines.poisson import PoissonConfig, prepare_scan, screened_poisson, solve
 from recon.errors import InputError, RunDirError
 from recon.io.cleanup import area_weighted_vertex_normals
 from recon.metrics import evaluate_reconstruction, sample_surface
@@ -123,6 +123,43 @@ def test_density_trimming_removes_vertices_and_keeps_a_valid_mesh():
     assert vertices[:, 2].min() > full_v[:, 2].min()
 
 
+def _sphere_with_outliers(n_outliers: int = 100):
+    """3,000 points on the unit sphere and ``n_outliers`` stray points at least 0.6 off it (random normals)."""
+    points, normals = sphere_points(3_000, seed=11)
+    candidates = np.random.default_rng(12).uniform(-2.5, 2.5, (20 * n_outliers, 3))
+    far = np.abs(np.linalg.norm(candidates, axis=1) - 1.0) > 0.6
+    stray = candidates[far][:n_outliers]
+    stray_normals = sphere_points(n_outliers, seed=13)[1]
+    return np.concatenate([points, stray]), np.concatenate([normals, stray_normals])
+
+
+def test_isolated_points_are_dropped_as_the_fit_drops_them():
+    points, normals = _sphere_with_outliers(100)
+    filtered = screened_poisson(points, normals, PoissonConfig(depth=DEPTH, threads=THREADS))
+    unfiltered = screened_poisson(
+        points, normals, PoissonConfig(depth=DEPTH, threads=THREADS, outlier_ratio=0)
+    )
+    assert filtered[2]["isolated_points"]["dropped"] == 100
+    assert filtered[2]["n_points_used"] == 3_000 and filtered[2]["n_points"] == 3_100
+    assert unfiltered[2]["isolated_points"]["dropped"] == 0
+    error, unfiltered_error = _radial_errors(*filtered[:2]), _radial_errors(*unfiltered[:2])
+    assert error.mean() < MAX_MEAN_RADIAL_ERROR and error.max() < MAX_RADIAL_ERROR
+    # Without the filter the solve grows blobs around the stray points.
+    assert unfiltered_error.mean() > 20 * error.mean()
+
+
+def test_one_preparation_serves_every_solver_configuration():
+    points, normals = sphere_points(2_000, seed=14)
+    config = PoissonConfig(depth=DEPTH, threads=THREADS)
+    vertices, faces, info = screened_poisson(points, normals, config)
+    prepared = prepare_scan(points, normals, config)
+    again = solve(prepared, config)
+    np.testing.assert_array_equal(again[1], faces)
+    np.testing.assert_allclose(again[0], vertices, atol=1e-12)
+    deeper = solve(prepared, PoissonConfig(depth=DEPTH + 1, threads=THREADS, backend="open3d"))
+    assert deeper[2]["n_points_used"] == info["n_points_used"] and deeper[2]["backend"] == "open3d"
+
+
 def test_poisson_rejects_bad_input():
     points, normals = sphere_points(100, seed=9)
     with pytest.raises(InputError, match="at least"):
@@ -135,6 +172,8 @@ def test_poisson_rejects_bad_input():
     bad[3, 1] = np.inf
     with pytest.raises(InputError, match="non-finite"):
         screened_poisson(bad, normals)
+    with pytest.raises(InputError, match="outlier ratio"):
+        screened_poisson(points, normals, PoissonConfig(outlier_ratio=0.5))
 
 
 def test_every_config_field_has_help_text():
@@ -180,8 +219,11 @@ def test_baseline_poisson_writes_a_run_folder(scan_file, tmp_path):
     assert {"mesh.ply", "config.json", "meta.json", "DONE"} <= {p.name for p in run.iterdir()}
     config = json.loads((run / "config.json").read_text())
     assert config["method"] == "poisson" and config["poisson"]["depth"] == DEPTH
+    assert "0 isolated scan points dropped" in result.output
     meta = json.loads((run / "meta.json").read_text())
     assert meta["seconds"] > 0 and "versions" in meta
+    isolated = meta["info"]["isolated_points"]
+    assert (isolated["dropped"], isolated["ratio"], isolated["neighbors"]) == (0, 5.0, 16)
     mesh = load_mesh(run / "mesh.ply")
     error = _radial_errors(mesh.vertices, mesh.faces, center=(1.0, 2.0, 3.0))
     assert error.mean() < MAX_MEAN_RADIAL_ERROR
@@ -198,3 +240,4 @@ def test_baseline_lists_its_methods():
     assert result.exit_code == 0 and "poisson" in result.output
     result = CliRunner().invoke(cli, ["baseline", "poisson", "--help"])
     assert "Maximum octree depth" in result.output and "--trim" in result.output
+    assert "--outlier-ratio" in result.output

@@ -14,7 +14,7 @@ from recon.cli.render import render
 from recon.errors import InputError, RunDirError
 from recon.fit import PRESETS, LevelSetFitter
 from recon.normalize import Normalization
-from recon.render import box_interval, camera_rays, sphere_trace, unit_normals
+from recon.render import box_interval, camera_rays, render_run, sphere_trace, unit_normals
 from recon.run import RunFolder
 from recon.viewer.camera import frame_view
 
@@ -155,12 +155,13 @@ def test_trained_lipschitz_trace_agrees_with_extracted_mesh(trained_lipschitz):
     assert field(points[marched]).min() > -1e-5
 
 
-def make_run(tmp_path, model_type: str):
-    """An untrained (sphere-initialized) run folder, as ``recon fit`` lays it out."""
+def make_run(tmp_path, model_type: str, points: np.ndarray | None = None):
+    """An untrained (sphere-initialized) run folder of ``points`` (default: a torus), as ``recon fit``
+    lays it out."""
     config = replace(PRESETS["tiny"](), model_type=model_type, device="cpu")
     if model_type == "lipschitz":
         config = replace(config, lipschitz=replace(config.lipschitz, depth=2, width=32, bjorck_iters=5))
-    points = torus_points(400).astype(np.float32)
+    points = (torus_points(400) if points is None else points).astype(np.float32)
     run = RunFolder.create(tmp_path / model_type)
     run.write_json("config.json", config.to_dict())
     run.write_json("normalization.json", Normalization.identity().to_dict())
@@ -201,3 +202,11 @@ def test_cli_refuses_mlp_unless_unsafe(tmp_path):
     assert result.exit_code == 0, result.output
     assert "UNSAFE" in result.output
     assert (run_dir / "render.png").exists()
+
+
+def test_render_frames_the_scan_by_its_up_axis(tmp_path):
+    flat = make_run(tmp_path / "flat", "lipschitz")
+    tall = make_run(tmp_path / "tall", "lipschitz", torus_points(400) * [0.4, 0.4, 3.0])
+    assert render_run(flat, ["front"], size=16)[1]["up"] == [0.0, 1.0, 0.0]
+    assert render_run(tall, ["front"], size=16)[1]["up"] == [0.0, 0.0, 1.0]
+    assert render_run(tall, ["front"], size=16, up="-x")[1]["up"] == [-1.0, 0.0, 0.0]

@@ -15,17 +15,33 @@ import trimesh
 from click.testing import CliRunner
 
 from recon.atomic import write_json, write_text
+from recon.batch import METHODS as METHOD_NAMES
 from recon.errors import InputError
 from recon.io import save_mesh
-from recon.report import collect_runs, decimated, mean_std_text, render_thumbnail, summarize, write_report
+from recon.report import (
+    collect_runs,
+    decimated,
+    markdown_table,
+    mean_std_text,
+    render_thumbnail,
+    summarize,
+    write_report,
+)
 
 SCANS = {"ball": "clean", "egg": "clean", "bean": "noisy"}
 METHODS = ("poisson", "levelset", "atlasnet-25")
 DIAGONAL = 2.0
+SURFACE_CHECKS = {
+    ("ball", "levelset"): {"suspect": True, "reasons": ["a sheet far from the scan"]},
+    ("egg", "levelset"): {"suspect": False, "reasons": []},
+}
+"""The levelset fits' surface checks; bean's levelset run predates the check (no entry in its meta.json)."""
+HEADER = "| method | Chamfer L1 | Chamfer L2 | F@1% | normal consistency | fit time (s) | meshes |"
 
 
 def _write_run(bench: Path, scan: str, method: str, variant: str, l1: float, l2: float) -> None:
-    """A finished run folder whose eval.json holds the given Chamfer values (×1000 of the diagonal)."""
+    """A finished run folder whose eval.json holds the given Chamfer values (×1000 of the diagonal), with
+    F-score 0.5, normal consistency 0.9, a fit of 1 s and the surface check of :data:`SURFACE_CHECKS`."""
     run = bench / "runs" / scan / method
     gt = bench / "gt" / f"{scan}.ply"
     write_json(run / "task.json", {"scan_id": scan, "method": method, "variant": variant, "gt": str(gt)})
@@ -35,6 +51,7 @@ def _write_run(bench: Path, scan: str, method: str, variant: str, l1: float, l2:
         "chamfer_l1": l1 * DIAGONAL / 1000,
         "chamfer_l2": l2 * DIAGONAL**2 / 1e6,
         "fscore": 0.5,
+        "normal_consistency": 0.9,
         "n_samples": 1000,
         "x1000_diag": {"chamfer_l1": l1, "chamfer_l2": l2},
     }
@@ -48,6 +65,8 @@ def _write_run(bench: Path, scan: str, method: str, variant: str, l1: float, l2:
             "seconds": {"fit": 1.0, "eval": 0.1},
         },
     )
+    if (scan, method) in SURFACE_CHECKS:
+        write_json(run / "meta.json", {"method": method, "surface_check": SURFACE_CHECKS[scan, method]})
     write_text(run / "DONE", "{}\n")
 
 
@@ -106,15 +125,36 @@ def test_markdown_table_is_shaped_like_the_paper(bench):
     assert table == report.markdown
     section = table.split("## All scans")[1].split("##")[0]
     rows = [line for line in section.splitlines() if line.startswith("|")]
-    assert rows[0] == "| method | Chamfer L1 | Chamfer L2 |"
+    assert rows[0] == HEADER and rows[1] == "|---|---|---|---|---|---|---|"
     names = [row.split("|")[1].strip() for row in rows[2:]]
     assert names == ["AtlasNet-25 patches", "level-set loss (ours)", "screened Poisson"]
     l1, l2 = _expected(values, "levelset", SCANS)
-    expected = f"| level-set loss (ours) | {l1.mean():.2f} ± {l1.std(ddof=1):.2f} | {l2.mean():.2f} ± {l2.std(ddof=1):.2f} |"
+    expected = (
+        f"| level-set loss (ours) | {l1.mean():.2f} ± {l1.std(ddof=1):.2f} | "
+        f"{l2.mean():.2f} ± {l2.std(ddof=1):.2f} | 0.500 ± 0.000 | 0.900 ± 0.000 | 1.0 ± 0.0 | 3, suspect 1 |"
+    )
     assert expected in rows
-    assert "## Variant `noisy`" in table and "(n=1)" in table.split("## Variant `noisy`")[1]
+    # Baselines have no surface check: their suspect count is unknown, not zero.
+    assert rows[4].endswith("| 3, suspect – |") and rows[2].endswith("| 2, suspect – |")
+    clean = table.split("## Variant `clean`")[1].split("##")[0]
+    noisy = table.split("## Variant `noisy`")[1].split("##")[0]
+    assert "| 2, suspect 1 |" in clean and "(n=1)" in noisy
+    assert "| 1, suspect – |" in noisy  # bean's fit predates the surface check
+    assert "## Suspect meshes (1)\n\n- ball / levelset: a sheet far from the scan" in table
     assert "bean / atlasnet-25: ground truth not found" in table
     assert "×1000 of the ground-truth bounding-box diagonal" in table
+
+
+def test_new_methods_have_names_and_their_place_in_the_tables(tmp_path):
+    order = ["atlasnet-25", "levelset", "levelset-trimmed", "poisson", "poisson-best"]
+    for method in reversed(order):
+        _write_run(tmp_path, "ball", method, "clean", 10.0, 100.0)
+    records = collect_runs(tmp_path)
+    table = markdown_table(summarize(records), records)
+    rows = [line for line in table.split("## All scans")[1].splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == [METHOD_NAMES[m] for m in order]
+    assert "oracle anchor" in table and "poisson_configs.json" in table
+    assert "no ground truth used" in table and "fit time and surface check are the levelset fit's" in table
 
 
 def test_csv_files(bench):
@@ -127,6 +167,9 @@ def test_csv_files(bench):
     assert l1 == pytest.approx({key: v[0] for key, v in values.items()})
     assert {r["metric"] for r in long} >= {"chamfer_l1", "chamfer_l2_x1000", "fscore", "fit_seconds"}
     assert "n_samples" not in {r["metric"] for r in long}
+    suspect = {(r["scan"], r["method"]): r["suspect"] for r in long}
+    assert suspect["ball", "levelset"] == "true" and suspect["egg", "levelset"] == "false"
+    assert suspect["bean", "levelset"] == suspect["ball", "poisson"] == ""
     with open(bench / "results_wide.csv") as f:
         wide = list(csv.DictReader(f))
     assert {(r["variant"], r["method"]) for r in wide} == {
@@ -136,6 +179,10 @@ def test_csv_files(bench):
     assert float(poisson["chamfer_l2_x1000_mean"]) == pytest.approx(
         _expected(values, "poisson", SCANS)[1].mean()
     )
+    levelset = next(r for r in wide if (r["variant"], r["method"]) == ("all", "levelset"))
+    assert (levelset["n"], levelset["suspect"], levelset["surface_checked"]) == ("3", "1", "2")
+    assert float(levelset["normal_consistency_mean"]) == pytest.approx(0.9)
+    assert (poisson["suspect"], poisson["surface_checked"]) == ("0", "0")
 
 
 def test_html_page_embeds_tables_plots_thumbnails_and_views(bench):
@@ -143,6 +190,12 @@ def test_html_page_embeds_tables_plots_thumbnails_and_views(bench):
     write_report(bench, interactive=True)
     page = (bench / "report.html").read_text()
     assert "<table class='summary' id='summary-all'>" in page and "id='per-scan'" in page
+    summary = page.split("id='summary-all'>")[1].split("</table>")[0]
+    assert "<th>F@1%</th><th>normal consistency</th><th>fit time (s)</th><th>meshes</th>" in summary
+    assert "<td class='num'>3, suspect 1</td>" in summary
+    per_scan = page.split("id='per-scan'>")[1].split("</table>")[0]
+    assert per_scan.count("class='num suspect'") == 1
+    assert "title='suspect: a sheet far from the scan'" in per_scan
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     # 2 plots, then a GT thumbnail per scan and one per finished run.
     assert len(images) == 2 + len(SCANS) + len(values)
@@ -179,7 +232,7 @@ def test_cli_report_prints_the_table(bench):
     bench, _ = bench
     result = CliRunner().invoke(report, [str(bench), "--no-interactive"])
     assert result.exit_code == 0, result.output
-    assert "| method | Chamfer L1 | Chamfer L2 |" in result.output
+    assert HEADER in result.output
     assert (bench / "report.html").is_file() and (bench / "summary.json").is_file()
 
 

@@ -16,17 +16,21 @@ import trimesh
 from recon.cli.main import main
 from recon.errors import ReconError
 from recon.viewer import (
+    UP_CHOICES,
     ColorLegend,
     colormap,
     error_colors,
     frame_view,
+    guess_up_axis,
     make_geometry,
     render_rows,
     render_views,
     save_image,
     save_thumbnail,
+    up_frame,
 )
 from recon.viewer import render as render_module
+from recon.viewer.camera import ELEVATION_DEGREES, UP_AXES
 from recon.viewer.render import LEGEND_HEIGHT
 from recon.viewer.scene import RECONSTRUCTION, SCAN, ViewItem, color_errors
 
@@ -53,6 +57,22 @@ def colored(image: np.ndarray, channel: int) -> np.ndarray:
 def sphere_mesh(radius=1.0, center=(0.0, 0.0, 0.0), color=None, subdivisions=3):
     m = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
     return make_geometry(m.vertices + np.asarray(center), m.faces, colors=color)
+
+
+def cylinder(axis: str, radius: float = 0.3, height: float = 2.0) -> trimesh.Trimesh:
+    """A closed cylinder along world axis ``axis`` ("x", "y" or "z"), centred at the origin."""
+    m = trimesh.creation.cylinder(radius=radius, height=height, sections=48)
+    return m.apply_transform(trimesh.geometry.align_vectors([0, 0, 1], UP_AXES["+" + axis]))
+
+
+def shape_extent(tile: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the box around the pixels of a mesh drawn in the default (bluish) colour.
+
+    Labels are grey, with equal red and green even where antialiased, so they do not count.
+    """
+    mask = foreground(tile) & (tile[..., 1].astype(int) > tile[..., 0])
+    rows, cols = np.nonzero(mask)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
 # --- colours -----------------------------------------------------------------------------------------
@@ -210,6 +230,62 @@ def test_colour_bar_spans_the_colour_map():
     np.testing.assert_allclose(bar[colored_cols[-1]], VIRIDIS_1, atol=0.03)
 
 
+# --- up axis -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        (cylinder("z"), "+z"),
+        (cylinder("y"), "+y"),
+        (cylinder("x"), "+y"),  # lying along x in a y-up file
+        (trimesh.creation.box(extents=(1.0, 1.0, 1.0)), "+y"),
+        (trimesh.creation.box(extents=(1.0, 1.0, 1.25)), "+y"),  # not elongated enough
+        (trimesh.creation.box(extents=(1.0, 0.6, 1.4)), "+z"),
+    ],
+)
+def test_guess_up_axis_of_analytic_shapes(shape, expected):
+    np.testing.assert_array_equal(guess_up_axis(shape.vertices), UP_AXES[expected])
+
+
+def test_guess_up_axis_ignores_stray_points():
+    rng = np.random.default_rng(4)
+    body = rng.uniform([-0.2, -0.2, -1.0], [0.2, 0.2, 1.0], size=(5000, 3))
+    strays = rng.uniform(-10, 10, size=(20, 3))
+    np.testing.assert_array_equal(guess_up_axis(np.concatenate([body, strays])), UP_AXES["+z"])
+    np.testing.assert_array_equal(guess_up_axis(np.full((3, 3), np.nan)), UP_AXES["+y"])
+
+
+@pytest.mark.parametrize("name", list(UP_AXES))
+def test_up_frame_is_a_rotation_that_keeps_y_up(name):
+    frame = up_frame(UP_AXES[name])
+    np.testing.assert_allclose(frame @ frame.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(frame) == pytest.approx(1.0)
+    np.testing.assert_array_equal(frame[:, 1], UP_AXES[name])
+
+
+def test_front_of_a_z_up_shape_is_horizontal_and_elevated_is_25_degrees_up():
+    bounds = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(up_frame(UP_AXES["+y"]), np.eye(3))
+    front = frame_view(bounds, "front", (64, 64), up=UP_AXES["+z"])
+    np.testing.assert_allclose(front.eye / np.linalg.norm(front.eye), [0.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(front.up, [0.0, 0.0, 1.0], atol=1e-12)
+    high = frame_view(bounds, "elevated", (64, 64), up=UP_AXES["+z"])
+    toward_eye = high.eye / np.linalg.norm(high.eye)
+    assert np.degrees(np.arcsin(toward_eye[2])) == pytest.approx(ELEVATION_DEGREES)
+    assert toward_eye[0] == pytest.approx(0.0, abs=1e-12) and high.up[2] > 0.9
+
+
+def test_thumbnail_of_a_z_up_cylinder_stands(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("RECON_RENDER_BACKEND", SOFT)
+    tall = cylinder("z")
+    out = save_thumbnail(tall.vertices, tall.faces, tmp_path / "thumbnail.png", size=(96, 96))
+    height, width = shape_extent(np.asarray(Image.open(out)))
+    assert height > 2 * width
+
+
 # --- files -------------------------------------------------------------------------------------------
 
 
@@ -330,6 +406,58 @@ def test_view_reports_user_errors_in_one_line(tmp_path, capsys, extra, message):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("up", "pose"), [("auto", "standing"), ("+z", "standing"), ("+x", "lying"), ("+y", "end on")]
+)
+def test_view_shows_a_z_up_cylinder_by_its_up_axis(tmp_path, capsys, up, pose):
+    from PIL import Image
+
+    mesh = tmp_path / "tall.ply"
+    cylinder("z").export(mesh)
+    shot = tmp_path / "shot.png"
+    args = ["view", str(mesh), "--up", up, "--views", "front,elevated", "--size", "120x120"]
+    code, out, err = run_cli([*args, "--renderer", SOFT, "--screenshot", str(shot)], capsys)
+    assert code == 0, err
+    assert ("up axis: +z" in out) == (up == "auto")
+    image = np.asarray(Image.open(shot))
+    # height / width of the cylinder in the front and elevated tiles
+    aspects = [np.divide(*shape_extent(image[:, k * 120 : (k + 1) * 120])) for k in (0, 1)]
+    if pose == "standing":
+        assert min(aspects) > 1.5
+    elif pose == "lying":
+        assert max(aspects) < 1 / 1.5
+    else:  # the old framing: the front view looks down the cylinder's axis
+        assert aspects[0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_view_rejects_an_unknown_up_axis_in_one_line(tmp_path, capsys):
+    from recon.cli.view import UP_CHOICES as CLI_UP_CHOICES
+
+    assert CLI_UP_CHOICES == UP_CHOICES
+    mesh = tmp_path / "mesh.ply"
+    trimesh.creation.icosphere(1).export(mesh)
+    shot = tmp_path / "x.png"
+    code, _, err = run_cli(["view", str(mesh), "--up", "z", "--screenshot", str(shot)], capsys)
+    assert code == 2 and "--up" in err and "+z" in err and err.count("\n") == 1
+    assert not shot.exists()
+
+
+def test_view_window_starts_from_the_front_above_with_the_up_axis_up(tmp_path, capsys, monkeypatch):
+    shown = {}
+    monkeypatch.setattr("recon.viewer.gl.has_display", lambda: True)
+    monkeypatch.setattr(
+        "recon.viewer.gl.show_window", lambda geometries, camera, **kw: shown.update(camera=camera)
+    )
+    mesh = tmp_path / "tall.ply"
+    cylinder("z").export(mesh)
+    code, _, err = run_cli(["view", str(mesh)], capsys)
+    assert code == 0, err
+    camera = shown["camera"]
+    toward_eye = (camera.eye - camera.target) / np.linalg.norm(camera.eye - camera.target)
+    assert np.degrees(np.arcsin(toward_eye[2])) == pytest.approx(ELEVATION_DEGREES)
+    assert camera.up[2] > 0.9
+
+
 # --- Open3D offscreen --------------------------------------------------------------------------------
 
 
@@ -344,3 +472,31 @@ def test_open3d_offscreen_frames_like_the_rasterizer():
     a, b = gl.max(axis=2) > 30, soft.max(axis=2) > 30
     assert a.mean() > 0.1
     assert (a & b).sum() / (a | b).sum() > 0.95
+
+
+@pytest.mark.render
+def test_window_view_control_matches_the_camera():
+    o3d = pytest.importorskip("open3d")
+    from recon.viewer.gl import _quiet_stderr, set_view_control, to_open3d
+
+    tall = cylinder("z")
+    geometry = make_geometry(tall.vertices, tall.faces)
+    bounds = np.array(tall.bounds)
+    camera = frame_view(bounds, "elevated", (160, 120), up=UP_AXES["+z"])
+    vis = o3d.visualization.Visualizer()
+    with _quiet_stderr():
+        assert vis.create_window(visible=False, width=160, height=120)
+    try:
+        vis.add_geometry(to_open3d(geometry))
+        set_view_control(vis, camera, bounds)
+        params = vis.get_view_control().convert_to_pinhole_camera_parameters()
+    finally:
+        vis.destroy_window()
+    rotation = params.extrinsic[:3, :3]
+    np.testing.assert_allclose(rotation, camera.rotation(), atol=1e-6)
+    eye = -rotation.T @ params.extrinsic[:3, 3]
+    # the same height is visible at the target, whatever Open3D's own field of view
+    half_height = lambda distance, focal: distance * 60 / focal  # noqa: E731
+    assert half_height(np.linalg.norm(eye - camera.target), params.intrinsic.intrinsic_matrix[1, 1]) == (
+        pytest.approx(half_height(np.linalg.norm(camera.eye - camera.target), camera.focal), rel=1e-3)
+    )

@@ -3,7 +3,16 @@
 Importing this package does not import Open3D; the renderers load it when they are used.
 """
 
-from recon.viewer.camera import DEFAULT_VIEWS, VIEWS, Camera, frame_view
+from recon.viewer.camera import (
+    DEFAULT_VIEWS,
+    UP_CHOICES,
+    VIEWS,
+    Camera,
+    frame_view,
+    guess_up_axis,
+    resolve_up,
+    up_frame,
+)
 from recon.viewer.colors import COLORMAPS, ColorLegend, colormap, error_colors, normal_colors
 from recon.viewer.geometry import Geometry, as_geometry, make_geometry, union_bounds
 from recon.viewer.gl import RenderError, has_display
@@ -12,6 +21,7 @@ from recon.viewer.render import render_rows, render_views, save_image, save_thum
 __all__ = [
     "COLORMAPS",
     "DEFAULT_VIEWS",
+    "UP_CHOICES",
     "VIEWS",
     "Camera",
     "ColorLegend",
@@ -21,12 +31,15 @@ __all__ = [
     "colormap",
     "error_colors",
     "frame_view",
+    "guess_up_axis",
     "has_display",
     "make_geometry",
     "normal_colors",
     "render_rows",
     "render_views",
+    "resolve_up",
     "save_image",
     "save_thumbnail",
     "union_bounds",
+    "up_frame",
 ]

@@ -15,7 +15,10 @@ import numpy as np
 
 from recon.errors import ReconError
 from recon.viewer.camera import Camera
-from recon.viewer.geometry import Geometry
+from recon.viewer.geometry import Geometry, union_bounds
+
+OPEN3D_ZOOM_RANGE = (0.02, 2.0)
+"""The zoom factors Open3D's legacy ViewControl accepts (it clamps to them)."""
 
 
 class RenderError(ReconError):
@@ -69,9 +72,11 @@ def show_window(
     background: Sequence[float] = (1.0, 1.0, 1.0),
     title: str = "recon view",
 ) -> None:
-    """Open an interactive Open3D window (blocks until it is closed).
+    """Open an interactive Open3D window (blocks until it is closed) that starts at ``camera``'s view.
 
-    Open3D's own keys apply: W toggles the wireframe, + and - change the point size, H lists the rest.
+    The window's view control starts with the camera's direction and image up, so the shape stands as
+    in a screenshot of the same view. Open3D's own keys apply: W toggles the wireframe, + and - change
+    the point size, H lists the rest.
     """
     if not has_display():
         raise RenderError("no display to open a window; pass --screenshot out.png to render offscreen")
@@ -85,7 +90,7 @@ def show_window(
         for g in geometries:
             vis.add_geometry(to_open3d(g), reset_bounding_box=True)
         _apply_style(vis, geometries, background)
-        _set_camera(vis, camera, o3d)
+        set_view_control(vis, camera, union_bounds(geometries))
         vis.run()
     finally:
         vis.destroy_window()
@@ -117,6 +122,27 @@ def _apply_style(vis, geometries: Sequence[Geometry], background: Sequence[float
     opt.mesh_show_back_face = True
     opt.mesh_show_wireframe = any(g.wireframe for g in geometries if g.is_mesh)
     opt.point_size = max([g.point_size for g in geometries if not g.is_mesh], default=2.0)
+
+
+def set_view_control(vis, camera: Camera, bounds: np.ndarray) -> None:
+    """Aim the view control of Open3D visualizer ``vis`` like ``camera``, showing as much around the target.
+
+    Unlike a pinhole conversion this works whatever size the window manager gives the window: Open3D
+    places the eye itself, at the distance where its own field of view (vertical) spans the same height
+    at the target as ``camera`` does.
+
+    Parameters
+    ----------
+    bounds : (2, 3) float
+        Box of everything added to ``vis`` (Open3D's zoom is relative to its largest extent).
+    """
+    control = vis.get_view_control()
+    control.set_lookat(camera.target)
+    control.set_front(camera.eye - camera.target)  # Open3D's front points from the target to the eye
+    control.set_up(camera.up)
+    half_height = np.linalg.norm(camera.eye - camera.target) * camera.height / (2.0 * camera.focal)
+    extent = float(np.ptp(np.asarray(bounds, dtype=np.float64), axis=0).max())
+    control.set_zoom(float(np.clip(half_height / max(extent, 1e-12), *OPEN3D_ZOOM_RANGE)))
 
 
 def _set_camera(vis, camera: Camera, o3d) -> None:

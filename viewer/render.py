@@ -15,7 +15,7 @@ import numpy as np
 
 from recon.atomic import atomic_path
 from recon.errors import ReconError
-from recon.viewer.camera import DEFAULT_VIEWS, Camera, frame_view
+from recon.viewer.camera import DEFAULT_VIEWS, Camera, frame_view, resolve_up
 from recon.viewer.colors import ColorLegend, colormap
 from recon.viewer.geometry import Geometry, as_geometry, make_geometry, union_bounds
 from recon.viewer.gl import RenderError, render_open3d
@@ -36,6 +36,7 @@ def render_views(
     background: Sequence[float] = (1.0, 1.0, 1.0),
     legend: ColorLegend | None = None,
     backend: str | None = None,
+    up: str | Sequence[float] = "auto",
 ) -> np.ndarray:
     """One row of tiles, one per view, of all ``geometries`` drawn together.
 
@@ -52,6 +53,9 @@ def render_views(
         RGB in [0, 1].
     legend : ColorLegend or None
         Adds a colour bar under the tiles.
+    up : str or (3,) float
+        The scene's up axis, shown up in the image: a name from
+        :data:`recon.viewer.camera.UP_CHOICES` ("auto" guesses it from all the vertices) or a direction.
 
     Returns
     -------
@@ -59,7 +63,7 @@ def render_views(
         (Taller by the colour bar when ``legend`` is given.)
     """
     return render_rows(
-        [geometries], views=views, size=size, background=background, legend=legend, backend=backend
+        [geometries], views=views, size=size, background=background, legend=legend, backend=backend, up=up
     )
 
 
@@ -73,10 +77,12 @@ def render_rows(
     row_labels: Sequence[str] | None = None,
     view_labels: bool = False,
     backend: str | None = None,
+    up: str | Sequence[float] = "auto",
 ) -> np.ndarray:
     """A grid of tiles: one row per scene in ``rows``, one column per view, all with the same cameras.
 
-    The cameras frame the union bounding box of every scene, so rows can be compared pixel for pixel.
+    The cameras frame the union bounding box of every scene, with one up axis for all (``up``, as in
+    :func:`render_views`), so rows can be compared pixel for pixel.
 
     Returns
     -------
@@ -85,8 +91,10 @@ def render_rows(
     scenes = [[as_geometry(g) for g in row] for row in rows]
     if not scenes or not views:
         raise ValueError("nothing to render: no scenes or no views")
-    bounds = union_bounds([g for row in scenes for g in row])
-    cameras = [frame_view(bounds, view, size) for view in views]
+    everything = [g for row in scenes for g in row]
+    bounds = union_bounds(everything)
+    up_axis = resolve_up(up, np.concatenate([g.vertices for g in everything]))
+    cameras = [frame_view(bounds, view, size, up=up_axis) for view in views]
     tiles = render_tiles(scenes, cameras, background=background, backend=backend)
     image = np.concatenate([np.concatenate(row, axis=1) for row in tiles], axis=0)
     if row_labels or view_labels:
@@ -139,9 +147,13 @@ def save_thumbnail(
     path: str | os.PathLike,
     *,
     size: tuple[int, int] = (320, 320),
-    views: Sequence[str] = ("iso",),
+    views: Sequence[str] = ("elevated",),
+    up: str | Sequence[float] = "auto",
 ) -> Path | None:
     """Render a mesh from ``views`` side by side into an image of ``size`` and write it atomically.
+
+    The default view looks at the mesh from the front and a little above, its up axis (``up``, guessed by
+    :func:`recon.viewer.camera.guess_up_axis` unless given) pointing up in the image.
 
     Parameters
     ----------
@@ -149,6 +161,8 @@ def save_thumbnail(
     faces : (m, 3) int
     size : (width, height)
         Size of the whole image; each view gets an equal share of the width.
+    up : str or (3,) float
+        As in :func:`render_views`.
 
     Returns
     -------
@@ -157,7 +171,7 @@ def save_thumbnail(
     """
     try:
         tile = (max(1, int(size[0]) // len(views)), int(size[1]))
-        image = render_views([make_geometry(vertices, faces)], views=views, size=tile)
+        image = render_views([make_geometry(vertices, faces)], views=views, size=tile, up=up)
         return save_image(image, path, force=True)
     except Exception:  # documented: the caller logs a missing thumbnail, the run goes on
         return None

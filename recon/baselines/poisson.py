@@ -1,22 +1,29 @@
 """Screened Poisson surface reconstruction (Kazhdan & Hoppe 2013) through PyMeshLab or Open3D.
 
-The classic baseline: needs oriented normals (taken from the scan, or estimated and oriented), solves on an
-adaptive octree and returns a closed mesh that may grow sheets over unobserved regions; trimming the
-lowest-density vertices removes them. The solve runs in the working frame (recon.normalize) and the mesh is
-mapped back to the scan's frame.
+The classic baseline, run as an expert would (DESIGN.md §4, "Baselines at full strength"): the isolated
+points the levelset fit drops are dropped here too (recon.outliers, same rule and defaults as the fast
+preset), normals are taken from the scan or estimated and consistently oriented, the solve runs on an
+adaptive octree of the chosen depth, and the lowest-density vertices can be trimmed to remove the sheets a
+closed solve grows over unobserved regions. The solve runs in the working frame (recon.normalize) and the
+mesh is mapped back to the scan's frame.
+
+:func:`prepare_scan` does the work every configuration shares (filter, normals, frame) once, so a sweep over
+backends, depths and trims (the ``poisson-best`` batch method) pays for it once; :func:`solve` runs one
+configuration on it.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from recon.errors import InputError
 from recon.normalize import Normalization
 from recon.normals import estimate_normals
+from recon.outliers import isolated_point_mask
 
 BACKENDS = ("pymeshlab", "open3d")
 NORMAL_SOURCES = ("auto", "scan", "estimate")
@@ -33,13 +40,19 @@ class PoissonConfig:
     backend: str = "pymeshlab"
     """Implementation: 'pymeshlab' (MeshLab's filter) or 'open3d' (create_from_point_cloud_poisson)."""
     density_trim_quantile: float = 0.0
-    """Drop mesh vertices whose sampling density is below this quantile (0 keeps all; 0.02 trims sheets)."""
+    """Drop mesh vertices whose sampling density is below this quantile (0 keeps all; 0.02 trims the sheets
+    over the holes of an open scan, but always removes that share, punching small holes in a closed one)."""
     point_weight: float = 4.0
     """Screening weight of the point interpolation term (0 gives unscreened Poisson)."""
     samples_per_node: float = 1.5
     """Minimum number of points per octree node; raise it (up to ~20) for noisy scans."""
     scale: float = 1.1
     """Ratio of the reconstruction cube's diameter to the points' bounding cube."""
+    outlier_ratio: float = 5.0
+    """Drop scan points whose mean distance to their outlier-neighbors nearest points exceeds this multiple
+    of the scan's median, as the levelset fit does (0 keeps every point)."""
+    outlier_neighbors: int = 16
+    """k of the isolated-point test."""
     normals: str = "auto"
     """'scan' uses the scan's normals (error without them), 'estimate' ignores them, 'auto' prefers them."""
     normal_neighbours: int = 20
@@ -59,12 +72,121 @@ class PoissonConfig:
             raise InputError(f"Poisson depth must be within 1..16, got {self.depth}")
         if not 0.0 <= self.density_trim_quantile < 1.0:
             raise InputError(f"density trim quantile must be in [0, 1), got {self.density_trim_quantile}")
+        if not (self.outlier_ratio == 0.0 or self.outlier_ratio > 1.0):
+            raise InputError(f"outlier ratio must be 0 (off) or > 1, got {self.outlier_ratio}")
+        if self.outlier_neighbors < 1:
+            raise InputError(f"outlier neighbours must be at least 1, got {self.outlier_neighbors}")
+
+
+@dataclass(frozen=True)
+class OrientedScan:
+    """A scan ready for the solver: isolated points dropped, oriented normals, in the working frame."""
+
+    points: np.ndarray
+    """(m, 3) float64 points kept, in the working frame."""
+    normals: np.ndarray
+    """(m, 3) float64 oriented unit normals."""
+    frame: Normalization
+    """Scan frame → working frame (fitted on the kept points)."""
+    info: dict = field(default_factory=dict)
+    """What was done: point counts, the isolated points dropped, the normals' source, seconds."""
+
+
+def prepare_scan(
+    points: np.ndarray, normals: np.ndarray | None = None, config: PoissonConfig | None = None
+) -> OrientedScan:
+    """Drop the isolated points, take or estimate oriented normals, move to the working frame.
+
+    Parameters
+    ----------
+    points : (n, 3) float
+        Scan points in the scan's frame.
+    normals : (n, 3) float, optional
+        Oriented normals; estimated and oriented outward when missing (see ``config.normals``).
+    config : PoissonConfig, optional
+        Only its outlier and normal fields are used.
+
+    Returns
+    -------
+    OrientedScan
+    """
+    config = config or PoissonConfig()
+    config.validate()
+    points = _checked_points(points)
+    start = time.perf_counter()
+    isolated = np.zeros(len(points), dtype=bool)
+    if config.outlier_ratio > 0:
+        isolated = isolated_point_mask(points, neighbors=config.outlier_neighbors, ratio=config.outlier_ratio)
+    kept = points[~isolated]
+    if len(kept) < MIN_POINTS:
+        raise InputError(
+            f"only {len(kept)} of the scan's points are not isolated; Poisson needs at least {MIN_POINTS}"
+        )
+    if normals is not None:
+        normals = np.asarray(normals)[~isolated] if np.shape(normals) == points.shape else None
+    frame = Normalization.fit(kept)
+    work_points = frame.to_work(kept)
+    work_normals, normal_source = _oriented_normals(work_points, normals, config)
+    info = {
+        "n_points": len(points),
+        "n_points_used": len(kept),
+        "isolated_points": {
+            "dropped": int(isolated.sum()),
+            "ratio": config.outlier_ratio,
+            "neighbors": config.outlier_neighbors,
+            "rule": "mean distance to the k nearest scan points > ratio x the scan's median (recon.outliers)",
+        },
+        "normals": normal_source,
+        "seconds_prepare": time.perf_counter() - start,
+        "normalization": frame.to_dict(),
+    }
+    return OrientedScan(work_points, work_normals, frame, info)
+
+
+def solve(scan: OrientedScan, config: PoissonConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Run one solver configuration on a prepared scan.
+
+    Parameters
+    ----------
+    scan : OrientedScan
+    config : PoissonConfig
+        Its backend, depth, density trim, point weight, samples per node, scale and threads are used.
+
+    Returns
+    -------
+    vertices : (v, 3) float64
+        Mesh vertices in the scan's frame.
+    faces : (f, 3) int64
+    info : dict
+        ``scan.info``, the solve's seconds, mesh sizes, trimmed vertex count and the backend's version.
+    """
+    config.validate()
+    start = time.perf_counter()
+    run_solver = _solve_pymeshlab if config.backend == "pymeshlab" else _solve_open3d
+    vertices, faces, density = run_solver(scan.points, scan.normals, config)
+    solve_seconds = time.perf_counter() - start
+
+    n_before = len(vertices)
+    if config.density_trim_quantile > 0:
+        vertices, faces = _trim_low_density(vertices, faces, density, config.density_trim_quantile)
+    if len(faces) == 0:
+        raise InputError("Poisson reconstruction produced an empty mesh (too few points or bad normals?)")
+    info = scan.info | {
+        "backend": config.backend,
+        "backend_version": _backend_version(config.backend),
+        "config": asdict(config),
+        "seconds_poisson": solve_seconds,
+        "n_vertices": len(vertices),
+        "n_faces": len(faces),
+        "n_trimmed_vertices": n_before - len(vertices),
+    }
+    return scan.frame.to_scan(vertices), faces, info
 
 
 def screened_poisson(
     points: np.ndarray, normals: np.ndarray | None = None, config: PoissonConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Reconstruct a surface from an oriented point cloud.
+    """Reconstruct a surface from a scan: :func:`prepare_scan`, then :func:`solve`.
 
     Parameters
     ----------
@@ -80,42 +202,11 @@ def screened_poisson(
         Mesh vertices in the scan's frame.
     faces : (f, 3) int64
     info : dict
-        Normal source, timings in seconds, mesh sizes, trimmed vertex count and the backend's version.
+        Points used and isolated points dropped, normal source, timings in seconds, mesh sizes, trimmed
+        vertex count and the backend's version.
     """
     config = config or PoissonConfig()
-    config.validate()
-    points = _checked_points(points)
-    frame = Normalization.fit(points)
-    work_points = frame.to_work(points)
-
-    start = time.perf_counter()
-    work_normals, normal_source = _oriented_normals(work_points, normals, config)
-    normal_seconds = time.perf_counter() - start
-
-    start = time.perf_counter()
-    solve = _solve_pymeshlab if config.backend == "pymeshlab" else _solve_open3d
-    vertices, faces, density = solve(work_points, work_normals, config)
-    solve_seconds = time.perf_counter() - start
-
-    n_before = len(vertices)
-    if config.density_trim_quantile > 0:
-        vertices, faces = _trim_low_density(vertices, faces, density, config.density_trim_quantile)
-    if len(faces) == 0:
-        raise InputError("Poisson reconstruction produced an empty mesh (too few points or bad normals?)")
-    info = {
-        "backend": config.backend,
-        "backend_version": _backend_version(config.backend),
-        "config": asdict(config),
-        "n_points": len(points),
-        "normals": normal_source,
-        "seconds_normals": normal_seconds,
-        "seconds_poisson": solve_seconds,
-        "n_vertices": len(vertices),
-        "n_faces": len(faces),
-        "n_trimmed_vertices": n_before - len(vertices),
-        "normalization": frame.to_dict(),
-    }
-    return frame.to_scan(vertices), faces, info
+    return solve(prepare_scan(points, normals, config), config)
 
 
 def _checked_points(points: np.ndarray) -> np.ndarray:
@@ -139,7 +230,7 @@ def _oriented_normals(
     if usable and config.normals != "estimate":
         normals = np.asarray(normals, dtype=np.float64)
         return normals / np.linalg.norm(normals, axis=1, keepdims=True), "scan"
-    return estimate_normals(points, k=config.normal_neighbours, seed=config.seed), "estimated"
+    return estimate_normals(points, k=config.normal_neighbours), "estimated"
 
 
 def _usable_normals(normals: np.ndarray, n: int) -> bool:
