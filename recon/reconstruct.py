@@ -281,7 +281,7 @@ def _train_and_mesh(
     thumbnail: bool,
 ) -> FitResult:
     _train(run, fitter, progress)
-    fitter, (vertices, faces, report), check = _checked_mesh(run, fitter, progress)
+    fitter, (vertices, faces, report), check = _checked_mesh(run, fitter, normalization, progress)
     from recon.io import save_mesh
 
     cfg = fitter.config
@@ -322,7 +322,9 @@ def _train(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn | None) 
     run.save_checkpoint(fitter.state_dict())
 
 
-def _checked_mesh(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn | None):
+def _checked_mesh(
+    run: RunFolder, fitter: LevelSetFitter, normalization: Normalization, progress: ProgressFn | None
+):
     """Mesh the fit and check it against the scan; when the check fails, act as ``config.on_suspect`` says
     (refit from the other orientations of the start, recon.fit.START_ORIENTATIONS, and keep the first
     that passes; refuse; or warn).
@@ -336,7 +338,7 @@ def _checked_mesh(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn |
     orientation = fitter.start_orientation
     while True:
         mesh = working_mesh(fitter, cfg.resolution)
-        check = _surface_check(fitter, mesh)
+        check = _surface_check(fitter, mesh, _host_points(fitter))
         attempts.append(
             {"start_orientation": orientation, "suspect": check["suspect"], "reasons": check["reasons"]}
         )
@@ -359,7 +361,6 @@ def _checked_mesh(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn |
     if check["suspect"] and cfg.on_suspect != "warn":
         from recon.io import save_mesh
 
-        normalization = _load_normalization(run)
         suspect_path = run.path / "mesh_suspect.ply"
         save_mesh(suspect_path, normalization.to_scan(mesh[0]), mesh[1], force=True)
         tried = ", ".join(a["start_orientation"] for a in attempts)
@@ -371,11 +372,15 @@ def _checked_mesh(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn |
     return fitter, mesh, check
 
 
-def _surface_check(fitter: LevelSetFitter, mesh) -> dict:
+def _host_points(fitter: LevelSetFitter) -> np.ndarray:
+    """(n, 3) the fitter's scan points in the working frame, on the host."""
+    return fitter.points.detach().cpu().numpy()
+
+
+def _surface_check(fitter: LevelSetFitter, mesh, scan: np.ndarray) -> dict:
     from recon.surface_check import check_surface
 
     vertices, faces, _ = mesh
-    scan = fitter.points.detach().cpu().numpy()
     cfg = fitter.config
     return check_surface(vertices, faces, scan, domain_bound=cfg.extract_bound, seed=cfg.seed).to_dict()
 
@@ -404,8 +409,7 @@ def _write_trimmed(
     from recon.io import save_mesh
     from recon.trim import trim_unsupported
 
-    scan = fitter.points.detach().cpu().numpy()
-    trimmed_vertices, trimmed_faces, info = trim_unsupported(vertices, faces, scan)
+    trimmed_vertices, trimmed_faces, info = trim_unsupported(vertices, faces, _host_points(fitter))
     if len(trimmed_faces):
         save_mesh(
             run.path / "mesh_trimmed.ply", normalization.to_scan(trimmed_vertices), trimmed_faces, force=True
