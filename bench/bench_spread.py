@@ -118,7 +118,7 @@ def run(args) -> list[dict]:
                         row |= chamfer_l1(run_dir / "mesh_trimmed.ply", gt, prefix="trimmed_")
                         check = _check_of(run_dir)
                         row["suspect"] = bool(check and check.get("suspect"))
-                        row["repair"] = (check or {}).get("repair")
+                        row |= _attempts_of(check)
                     else:
                         row |= {"cd_l1": None, "suspect": True, "error": last}
                         row |= chamfer_l1(run_dir / "mesh_suspect.ply", gt, prefix="suspect_")
@@ -131,6 +131,23 @@ def run(args) -> list[dict]:
                             shutil.rmtree(run_dir / heavy, ignore_errors=True)
                             (run_dir / heavy).unlink(missing_ok=True) if (run_dir / heavy).is_file() else None
     return rows
+
+
+def _attempts_of(check: dict | None) -> dict:
+    """How many starts the fit tried and the one it kept (a repaired fit tried more than one)."""
+    check = check or {}
+    return {
+        "attempts": len(check.get("attempts", [])) or None,
+        "start_orientation": check.get("start_orientation"),
+    }
+
+
+def _backfill_attempts(rows: list[dict], out: Path) -> None:
+    """Rows written before ``attempts`` was recorded take it from their run folder's meta.json, if kept."""
+    for r in rows:
+        if "attempts" not in r:
+            run_dir = out / "runs" / r["label"] / f"{r['scan']}-{r['normals']}-s{r['seed']}-t{r['threads']}"
+            r |= _attempts_of(_check_of(run_dir)) if (run_dir / "meta.json").exists() else {}
 
 
 def _check_of(run_dir: Path) -> dict | None:
@@ -147,10 +164,12 @@ def summary_table(rows: list[dict], labels: list[str]) -> str:
         groups.setdefault((r["scan"], r["normals"]), {}).setdefault(r["label"], []).append(r)
     head = (
         "| scan | normals | "
-        + " | ".join(f"{lab}: n | min | median | max | max/min | failed | wall median s" for lab in labels)
+        + " | ".join(
+            f"{lab}: n | min | median | max | max/min | failed | repaired | wall median s" for lab in labels
+        )
         + " |"
     )
-    sep = "|" + "---|" * (2 + 7 * len(labels))
+    sep = "|" + "---|" * (2 + 8 * len(labels))
     lines = [head, sep]
     for (scan, normals), by_label in sorted(groups.items()):
         cells = [scan, normals]
@@ -158,8 +177,9 @@ def summary_table(rows: list[dict], labels: list[str]) -> str:
             rs = by_label.get(lab, [])
             ok = [r["cd_l1"] for r in rs if r.get("cd_l1") is not None]
             failed = sum(1 for r in rs if r.get("suspect") or r["rc"] != 0)
+            repaired = sum(1 for r in rs if (r.get("attempts") or 1) > 1 and not r.get("suspect"))
             if not ok:
-                cells += [str(len(rs)), "–", "–", "–", "–", str(failed), "–"]
+                cells += [str(len(rs)), "–", "–", "–", "–", str(failed), str(repaired), "–"]
                 continue
             ratio = max(ok) / min(ok)
             mark = "" if ratio <= TARGET_RATIO and not failed else " ✗"
@@ -171,6 +191,7 @@ def summary_table(rows: list[dict], labels: list[str]) -> str:
                 f"{max(ok):.2f}",
                 f"{ratio:.2f}{mark}",
                 str(failed),
+                str(repaired),
                 f"{statistics.median(walls):.1f}",
             ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -206,6 +227,7 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="print the table of existing rows")
     args = parser.parse_args()
     rows = load_rows(Path(args.out) / "rows.jsonl") if args.table_only else run(args)
+    _backfill_attempts(rows, Path(args.out))
     labels = list(dict.fromkeys(r["label"] for r in rows))
     table = summary_table(rows, labels)
     print(table)

@@ -26,10 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon.levelset import value_and_gradient
-
-MIN_GRAD_SQ = 1e-6
-"""Floor on ‖∇F‖² in the Newton step and the sample network (the reference value)."""
+from recon.levelset import newton_step, sample_network, value_and_gradient
 
 
 @dataclass
@@ -130,8 +127,7 @@ class ReferenceStep:
             if bool((values.abs() < cfg.newton_tol).all()):  # host synchronisation every Newton step
                 taken -= 1
                 break
-            grad_sq = (grads * grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
-            p = p - (values / grad_sq)[:, None] * grads
+            p = newton_step(p, values, grads)
         return p.detach(), taken
 
     def general_samples(self, batch: torch.Tensor) -> torch.Tensor:
@@ -149,8 +145,7 @@ class ReferenceStep:
         t_newton = _now()
 
         levels, grads = value_and_gradient(self.model, samples)
-        grad_sq = (grads * grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
-        moved = samples - ((self.model(samples) - levels) / grad_sq)[:, None] * grads
+        moved = sample_network(self.model, samples, levels, grads)
         data = self.model(batch).abs().mean()
         t_forward = _now()
 

@@ -24,10 +24,10 @@ import torch
 
 from recon.errors import ConfigError
 from recon.levelset import (
-    MIN_GRAD_SQ,
     bounded_newton_step,
     gaussian_seeds,
     project_to_zero_level_set,
+    sample_network,
     uniform_seeds,
 )
 from recon.lipschitz.implicit import LipschitzImplicit, LipschitzImplicitConfig
@@ -293,6 +293,22 @@ scan's own, estimated ones (recon.normals), or estimated ones with the opposite 
 
 
 @dataclass
+class StepBatch:
+    """What one optimizer step is computed on."""
+
+    scan_indices: torch.Tensor
+    """(b,) long: the scan points of the data (and normal) term."""
+    zero: torch.Tensor
+    """(m, 3) zero-level-set samples, already moved by this step's Newton steps."""
+    general: torch.Tensor
+    """(k, 3) general level-set samples."""
+    general_nearest: torch.Tensor | None
+    """(k,) long: their nearest scan points when known in advance (pooled samples), else None."""
+    anchor: torch.Tensor
+    """(a, 4) anchor samples: x, y, z and the start's estimate (a = 0 without an anchor)."""
+
+
+@dataclass
 class StepLog:
     """Loss terms of one step."""
 
@@ -483,6 +499,13 @@ class LevelSetFitter:
             return final + 0.5 * (cfg.lr - final) * (1.0 + math.cos(math.pi * t))
         raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}")
 
+    def draw_batch(self) -> StepBatch:
+        """The random part of the next step (draws in a fixed order, so a seed gives the same batches)."""
+        scan_indices = self._randint(len(self.points), self.config.batch_points)
+        zero = self._zero_level_samples()
+        general, general_nearest = self._general_samples()
+        return StepBatch(scan_indices, zero, general, general_nearest, self._anchor_batch())
+
     def train_step(self) -> StepLog:
         """One optimizer step; returns its loss terms."""
         cfg = self.config
@@ -491,12 +514,10 @@ class LevelSetFitter:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        batch_idx = self._randint(len(self.points), cfg.batch_points)
-        zero = self._zero_level_samples()
-        general, general_nearest = self._general_samples()
-        samples = torch.cat([zero, general]).requires_grad_(True)
-        n_data = cfg.batch_points
-        anchor = self._anchor_batch()
+        batch = self.draw_batch()
+        batch_idx, zero, anchor = batch.scan_indices, batch.zero, batch.anchor
+        samples = torch.cat([zero, batch.general]).requires_grad_(True)
+        n_data = len(batch_idx)
         n_anchor = len(anchor)
 
         # One first-order pass serves the data and anchor terms, c = F(p; θ0), g = ∇F(p; θ0) and F(p; θ).
@@ -504,12 +525,11 @@ class LevelSetFitter:
         sample_values = values[n_data + n_anchor :]
         (sample_grads,) = torch.autograd.grad(sample_values.sum(), samples, retain_graph=True)
         levels = sample_values.detach()
-        grad_sq = (sample_grads * sample_grads).sum(dim=1).clamp_min(MIN_GRAD_SQ)
-        moved = samples.detach() - ((sample_values - levels) / grad_sq)[:, None] * sample_grads
+        moved = sample_network(self.model, samples, levels, sample_grads, values=sample_values)
 
         nearest = None
-        if general_nearest is not None:
-            nearest = torch.cat([self.nearest.indices(zero), general_nearest])
+        if batch.general_nearest is not None:
+            nearest = torch.cat([self.nearest.indices(zero), batch.general_nearest])
         levelset = levelset_sample_term(
             moved, levels, self.nearest, cfg.loss_form, nearest, max_distance=self._levelset_reach()
         )

@@ -105,7 +105,11 @@ def project_to_zero_level_set(
 
 
 def sample_network(
-    model: torch.nn.Module, points: torch.Tensor, levels: torch.Tensor, grads: torch.Tensor
+    model: torch.nn.Module,
+    points: torch.Tensor,
+    levels: torch.Tensor,
+    grads: torch.Tensor,
+    values: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """p(θ) : (n, 3) = p − (F(p; θ) − c)·g/‖g‖², differentiable in θ only.
 
@@ -117,10 +121,14 @@ def sample_network(
         c = F(p; θ0) (constant).
     grads : (n, 3) float
         g = ∇ₓF(p; θ0) (constant).
+    values : (n,) float, optional
+        F(p; θ) with its graph in θ, when a pass shared with other terms already computed it; else
+        ``model(p)`` is evaluated here.
     """
     p, c, g = points.detach(), levels.detach(), grads.detach()
     grad_sq = (g * g).sum(dim=1).clamp_min(MIN_GRAD_SQ)
-    return p - ((model(p) - c) / grad_sq)[:, None] * g
+    f = model(p) if values is None else values
+    return p - ((f - c) / grad_sq)[:, None] * g
 
 
 def gaussian_seeds(

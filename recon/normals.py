@@ -22,6 +22,12 @@ MAX_ORIENT_POINTS = 20_000
 WINDING_CELLS = 48
 #: Points at which the winding number decides the global sign of an estimated orientation.
 WINDING_PROBES = 2_000
+#: Points whose neighbourhoods measure the orientation consistency of given normals (±0.5 % at 2σ).
+CONSISTENCY_PROBES = 5_000
+#: Below this orientation consistency a scan's own normals are treated as unoriented. Measured on the 24
+#: benchmark scans: 0.974–1.000 for their scanner normals (clean, noisy and one-sided), 0.497–0.502 for the
+#: same normals with random signs.
+MIN_CONSISTENCY = 0.8
 # Neighbours that vote on a point's orientation when it is carried over from the subsample.
 _VOTERS = 4
 ORIENT_MODES = ("auto", "tangent_plane", "viewpoint")
@@ -70,10 +76,48 @@ def estimate_normals(
     if orient == "viewpoint":
         cloud.orient_normals_towards_camera_location(np.asarray(viewpoint, dtype=np.float64))
         return _unit(np.asarray(cloud.normals))
-    normals = _orient_tangent_plane(
-        points, np.asarray(cloud.normals), voxel_subsample(points, MAX_ORIENT_POINTS), k
-    )
-    return outward_by_winding(points, normals, voxel_subsample(points, WINDING_PROBES))
+    return orient_normals(points, np.asarray(cloud.normals), k)
+
+
+def orientation_consistency(points: np.ndarray, normals: np.ndarray, k: int = 8) -> float:
+    """Share of neighbouring normals that agree in sign: about 1 for an oriented cloud, ½ for unoriented.
+
+    Over up to CONSISTENCY_PROBES points of an even subsample, each with its k nearest neighbours in the whole
+    cloud: the mean of [n_i · n_j > 0]. A consistently oriented scan scores near 1 (below only along sharp
+    edges and sheets thinner than the point spacing); normals of arbitrary sign (a plane fit without
+    orientation) score ½, whatever their global sign. Locally consistent but patch-wise flipped normals are
+    not detected here.
+
+    Parameters
+    ----------
+    points : (n, 3) float
+    normals : (n, 3) float
+    k : int
+        Neighbours per probe.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    k = max(1, min(k, len(points) - 1))
+    probes = voxel_subsample(points, CONSISTENCY_PROBES)
+    _, neighbours = cKDTree(points).query(points[probes], k=k + 1, workers=-1)
+    dots = np.einsum("pkj,pj->pk", normals[neighbours[:, 1:]], normals[probes])
+    return float(np.mean(dots > 0))
+
+
+def orient_normals(points: np.ndarray, normals: np.ndarray, k: int = 20) -> np.ndarray:
+    """Consistently orient (n, 3) normals of arbitrary sign: a spanning tree over the cloud, then the global
+    sign under which the cloud's winding number encloses a volume (as :func:`estimate_normals`).
+
+    Returns
+    -------
+    (n, 3) float64
+        ``normals`` with some signs flipped.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    normals = _unit(np.asarray(normals, dtype=np.float64))
+    k = max(3, min(k, len(points) - 1))
+    oriented = _orient_tangent_plane(points, normals, voxel_subsample(points, MAX_ORIENT_POINTS), k)
+    return outward_by_winding(points, oriented, voxel_subsample(points, WINDING_PROBES))
 
 
 def voxel_subsample(points: np.ndarray, max_points: int) -> np.ndarray:

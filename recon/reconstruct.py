@@ -100,12 +100,15 @@ def fit_scan(
     config.validate()
     cloud = load_scan(scan_path)
     work_points, work_normals, normalization = prepare_points(cloud.points, cloud.normals, config)
+    work_normals, normals_report = _oriented_scan_normals(work_points, work_normals)
     existed = Path(run_dir).exists()
     run = RunFolder.create(run_dir, force=force)
     try:
         fitter = LevelSetFitter(work_points, work_normals, config)
         used = _points_used(len(cloud.points), len(work_points), config.max_points)
-        run.write_json("meta.json", environment_metadata(str(fitter.device), config.seed) | used)
+        run.write_json(
+            "meta.json", environment_metadata(str(fitter.device), config.seed) | used | normals_report
+        )
         run.write_json("normalization.json", normalization.to_dict())
         _save_scan_points(run, work_points, work_normals)
         run.save_checkpoint(fitter.state_dict())
@@ -116,6 +119,8 @@ def fit_scan(
             f"normals={'yes' if cloud.normals is not None else 'no'}, preset={config.preset}, "
             f"device={fitter.device}, seed={config.seed}"
         )
+        if normals_report.get("scan_normals", {}).get("reoriented"):
+            run.log(_reoriented_text(normals_report["scan_normals"]["consistency"]))
         # config.json comes last: a folder holding it holds everything a resume needs (kill-safety).
         resolved = config.to_dict() | {"scan": str(Path(scan_path).resolve()), "levers": config.levers()}
         run.write_json("config.json", resolved)
@@ -124,6 +129,31 @@ def fit_scan(
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     return _train_and_mesh(run, fitter, normalization, progress, thumbnail)
+
+
+def _oriented_scan_normals(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray | None, dict]:
+    """The scan's normals, consistently oriented if they were not, and a report for meta.json.
+
+    Normals of arbitrary sign (a plane fit saved without orientation) would turn the start inside out
+    patch by patch and pull the normal term both ways; their directions are still good, so they are
+    oriented here by a spanning tree and the winding number rather than discarded.
+    """
+    if normals is None:
+        return None, {}
+    from recon.normals import MIN_CONSISTENCY, orient_normals, orientation_consistency
+
+    consistency = orientation_consistency(points, normals)
+    reoriented = consistency < MIN_CONSISTENCY
+    if reoriented:
+        normals = orient_normals(points, normals).astype(np.float32)
+    return normals, {"scan_normals": {"consistency": round(consistency, 4), "reoriented": reoriented}}
+
+
+def _reoriented_text(consistency: float) -> str:
+    return (
+        f"the scan's normals are not consistently oriented (only {100 * consistency:.0f} % of neighbouring "
+        "normals agree in sign): oriented them by a spanning tree and the winding number"
+    )
 
 
 def _dropped_text(count: int) -> str:

@@ -17,6 +17,7 @@ from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
 from recon.errors import FitRefusedError
+from recon.extract import signed_volume
 from recon.fit import tiny_preset
 from recon.io import load_mesh, save_point_cloud
 from recon.reconstruct import fit_scan
@@ -111,3 +112,44 @@ def test_one_sided_scan_without_normals_gives_a_surface_near_the_scan_or_a_refus
     low, high = scan.min(axis=0), scan.max(axis=0)
     overshoot = max((low - mesh.vertices.min(axis=0)).max(), (mesh.vertices.max(axis=0) - high).max())
     assert overshoot < 0.15 * (high - low).max()
+
+
+def _corrupted_normals(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """An all-around scan of a sphere whose normals point the wrong way: all of them, one half's, or random
+    ones."""
+    points, normals = sphere_points(6000, 0.6, seed=17)
+    points = points + np.random.default_rng(6).normal(scale=0.002, size=points.shape)
+    if kind == "all flipped":
+        return points, -normals
+    if kind == "random signs":  # a plane fit saved without orientation
+        return points, normals * np.where(np.random.default_rng(7).random(len(points)) < 0.5, -1.0, 1.0)[
+            :, None
+        ]
+    return points, np.where(points[:, :1] > 0, -normals, normals)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("all flipped", marks=pytest.mark.slow),
+        pytest.param("half flipped", marks=pytest.mark.slow),
+        "random signs",
+    ],
+)
+def test_scan_with_wrong_normals_still_gives_the_sphere(kind, tmp_path):
+    """Wrong normals in the file (all of them inward, or one half's) must not turn into a wrong surface:
+    the start's global sign and the check with its repair have to absorb them."""
+    points, normals = _corrupted_normals(kind)
+    path = tmp_path / "scan.ply"
+    save_point_cloud(path, points, normals)
+    config = replace(tiny_preset(), steps=120, resolution=48, on_suspect="repair")
+    result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert not meta["surface_check"]["suspect"]
+    # Random signs are recognised and oriented before the fit; consistent ones, even wrong, are kept.
+    assert meta["scan_normals"]["reoriented"] == (kind == "random signs")
+    mesh = load_mesh(result.mesh_path)
+    radii = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(np.median(radii) - 0.6) < 0.02 and np.percentile(np.abs(radii - 0.6), 95) < 0.05
+    volume = abs(signed_volume(np.asarray(mesh.vertices), np.asarray(mesh.faces)))
+    assert volume == pytest.approx(4.0 / 3.0 * np.pi * 0.6**3, rel=0.05)  # one shell, not two sheets
