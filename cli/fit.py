@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from recon.errors import ReconError
+from recon.models.registry import MODELS
 
 
 class _Progress:
@@ -58,7 +59,7 @@ class _Progress:
 @click.option(
     "--model",
     "model_type",
-    type=click.Choice(["mlp", "lipschitz"]),
+    type=click.Choice(list(MODELS)),
     default="mlp",
     show_default=True,
     help="mlp: the preset's implicit MLP; lipschitz: a 1-Lipschitz GroupSort/Björck network (|F| ≤ distance).",

@@ -30,9 +30,10 @@ from recon.levelset import (
     sample_network,
     uniform_seeds,
 )
-from recon.lipschitz.implicit import LipschitzImplicit, LipschitzImplicitConfig
 from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
-from recon.models.implicit import ImplicitConfig, ImplicitMLP
+from recon.models.implicit import ImplicitConfig
+from recon.models.lipschitz_config import LipschitzImplicitConfig
+from recon.models.registry import MODELS, build_network
 
 
 @dataclass
@@ -168,7 +169,7 @@ class FitConfig:
             (self.lr_schedule in {"constant", "cosine"}, "lr_schedule must be constant or cosine"),
             (16 <= self.resolution <= 2048, "resolution must be in [16, 2048]"),
             (self.extract_bound > 1.0, "extract_bound must exceed the unit cube the scan is normalized into"),
-            (self.model_type in {"mlp", "lipschitz"}, "model_type must be mlp or lipschitz"),
+            (self.model_type in MODELS, f"model_type must be one of {', '.join(MODELS)}"),
             (self.model.activation in {"relu", "softplus"}, "model.activation must be relu or softplus"),
             (self.model.skip in {"all", "middle", "none"}, "model.skip must be all, middle or none"),
         ]
@@ -282,9 +283,7 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(config: FitConfig) -> torch.nn.Module:
     """The implicit network a config asks for (geometric/sphere initialization either way)."""
-    if config.model_type == "lipschitz":
-        return LipschitzImplicit(config.lipschitz)
-    return ImplicitMLP(config.model)
+    return build_network(config.model_type, config)
 
 
 START_ORIENTATIONS = ("scan", "estimated", "estimated-flipped")

@@ -319,8 +319,7 @@ def _train_and_mesh(
     run.log(f"mesh {run.mesh_path}: {report}")
     if cfg.trim:
         report["trimmed"] = _write_trimmed(run, fitter, normalization, vertices, faces)
-    if cfg.model_type == "lipschitz":
-        _check_lipschitz_guarantee(run, fitter)
+    _record_model_report(run, fitter)
     if thumbnail:
         _try_thumbnail(run)
     summary = {"steps": fitter.step, "train_seconds": round(fitter.seconds, 3), "mesh": report}
@@ -474,15 +473,14 @@ def _sigint_between_steps() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _check_lipschitz_guarantee(run: RunFolder, fitter: LevelSetFitter) -> None:
-    """Test |F(x)| ≤ dist(x, zero set) on random points and record the result (working-frame units)."""
-    from dataclasses import asdict
-
-    from recon.lipschitz.implicit import check_distance_bound
-
-    check = check_distance_bound(fitter.model, resolution=128, n_queries=20_000, seed=fitter.config.seed)
-    run.write_json("lipschitz_check.json", asdict(check) | {"holds": check.holds})
-    run.log(f"lipschitz guarantee holds={check.holds} max_violation={check.max_violation:.2e}")
+def _record_model_report(run: RunFolder, fitter: LevelSetFitter) -> None:
+    """Run the network's own check of what it guarantees, when it has one (recon.models.registry)."""
+    report = getattr(fitter.model, "fit_report", None)
+    result = report(seed=fitter.config.seed) if report is not None else None
+    if result is not None:
+        name, values, summary = result
+        run.write_json(f"{name}.json", values)
+        run.log(summary)
 
 
 def _try_thumbnail(run: RunFolder) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -27,27 +27,10 @@ from torch import nn
 from recon.levelset import project_to_zero_level_set
 from recon.lipschitz.network import LipschitzMLP, MLPConfig, frozen, module_lipschitz_bound
 from recon.losses import NearestScanPoint, data_term
+from recon.models.lipschitz_config import LipschitzImplicitConfig
 
 RADIAL_EPS = 1e-3
 """ε in √(‖x‖² + ε²): a smooth norm at the origin whose gradient norm stays below 1."""
-
-
-@dataclass
-class LipschitzImplicitConfig:
-    """Architecture of a 1-Lipschitz implicit network R³ → R."""
-
-    depth: int = 4
-    """Hidden layers."""
-    width: int = 128
-    """Units per hidden layer (a multiple of group_size)."""
-    group_size: int = 2
-    """GroupSort group size (2 = MaxMin)."""
-    bjorck_iters: int = 15
-    """Björck iterations per forward pass."""
-    init_radius: float = 0.5
-    """Radius of the sphere the blend starts from (working units)."""
-    init_blend: float = 0.1
-    """Initial weight s of the MLP in the blend (the sphere has 1 − s)."""
 
 
 class LipschitzImplicit(nn.Module):
@@ -71,6 +54,12 @@ class LipschitzImplicit(nn.Module):
         )
         self.blend_logit = nn.Parameter(torch.tensor(math.log(config.init_blend / (1.0 - config.init_blend))))
         self.radius = nn.Parameter(torch.tensor(float(config.init_radius)))
+
+    def fit_report(self, seed: int = 0) -> tuple[str, dict, str]:
+        """After a fit: test |F(x)| ≤ dist(x, zero set) on random points (the run folder's lipschitz_check.json)."""
+        check = check_distance_bound(self, resolution=128, n_queries=20_000, seed=seed)
+        summary = f"lipschitz guarantee holds={check.holds} max_violation={check.max_violation:.2e}"
+        return "lipschitz_check", asdict(check) | {"holds": check.holds}, summary
 
     def blend(self) -> torch.Tensor:
         """Weight s of the MLP in the blend."""

@@ -1,0 +1,42 @@
+"""The implicit networks a fit can train, by name.
+
+Each entry names the module and class of the network and the FitConfig field that configures it. The
+module is imported only when a network of that kind is built, so the reconstruction core runs without
+loading the sibling modules (the 1-Lipschitz network lives in recon.lipschitz).
+
+A network may define ``fit_report(seed) -> (name, dict, summary) | None``: a check of a property the
+network guarantees, run after the mesh is written and saved as ``<name>.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the registry itself loads no network code (the CLI reads MODELS for its choices)
+    import torch
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Where a network's class lives and which FitConfig field configures it."""
+
+    module: str
+    class_name: str
+    config_field: str
+
+
+MODELS: dict[str, ModelEntry] = {
+    "mlp": ModelEntry("recon.models.implicit", "ImplicitMLP", "model"),
+    "lipschitz": ModelEntry("recon.lipschitz.implicit", "LipschitzImplicit", "lipschitz"),
+}
+
+
+def build_network(name: str, config) -> torch.nn.Module:
+    """The network ``name`` (a key of MODELS) configured by the matching field of the fit ``config``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model type {name!r}; choose one of {', '.join(MODELS)}")
+    entry = MODELS[name]
+    cls = getattr(importlib.import_module(entry.module), entry.class_name)
+    return cls(getattr(config, entry.config_field))
