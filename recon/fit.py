@@ -1,6 +1,6 @@
 """Fitting a neural level set to a scan: configuration, presets and the training loop.
 
-One optimizer step (DESIGN.md §3):
+One optimizer step (the paper's, as in the authors' 2020 code):
   1. a batch of scan points X_b → data term mean|F(x)|;
   2. zero-level-set samples: seeds near X_b (σ = 0.1) and uniform in the seed box, moved onto F = 0 by
      generalized Newton — from fresh seeds every step (``paper``) or carried across steps and refreshed

@@ -1,7 +1,7 @@
 """A quick classical estimate of the scan's signed distance, distilled into the network before the fit.
 
-From a sphere, the level-set loss needs thousands of steps to carry the zero set to the data (DESIGN.md
-§3). A signed distance estimate from the oriented scan is cheap to compute and cheap to regress — plain
+From a sphere, the level-set loss needs thousands of steps to carry the zero set to the data (the
+reference schedule runs 50,000). A signed distance estimate from the oriented scan is cheap to compute and cheap to regress — plain
 first-order steps on fixed samples, no Newton moves, no double backward — so the level-set loss starts
 next to the data and spends its steps on detail.
 

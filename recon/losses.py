@@ -1,6 +1,6 @@
 """The level-set sample loss and the terms that can be added to it.
 
-Reference (2020 form, DESIGN.md §3):
+Reference (the 2020 form of the authors' code):
 
     loss = mean_p | d(p(θ), X) − |c| |  +  λ · mean_{x ∈ X} |F(x; θ)|
 
@@ -118,8 +118,3 @@ def normal_term(grads_on_scan: torch.Tensor, normals: torch.Tensor) -> torch.Ten
     """mean (1 − cos(∇F(x), n(x))) for (k, 3) gradients and unit scan normals (outward)."""
     cos = torch.nn.functional.cosine_similarity(grads_on_scan, normals, dim=1, eps=1e-8)
     return (1.0 - cos).mean()
-
-
-def eikonal_term(grads: torch.Tensor) -> torch.Tensor:
-    """mean (‖∇F‖ − 1)² for (k, 3) gradients."""
-    return ((grads.norm(dim=1) - 1.0) ** 2).mean()

@@ -1,7 +1,7 @@
 """Reconstruction metrics with their definitions: Chamfer (both conventions), Hausdorff, F-score, normals.
 
 Every result carries a ``definitions`` block, because "Chamfer" means different things in different papers
-(DESIGN.md §4). Surfaces are compared through point samples: a mesh is sampled area-uniformly with
+(a sum or a mean of the two directions, squared or not). Surfaces are compared through point samples: a mesh is sampled area-uniformly with
 ``n_samples`` points, a point set is used as given (randomly subsampled to ``n_samples`` if larger).
 Prediction, ground truth and scan draw from independent random streams derived from one ``seed``, so the
 same seed always gives the same numbers, and identical meshes give the sampling floor rather than zero.
@@ -18,7 +18,7 @@ from recon.errors import InputError
 
 #: Default F-score threshold as a fraction of the ground-truth bounding-box diagonal.
 DEFAULT_TAU_FRACTION = 0.01
-#: Points sampled on each surface by default (DESIGN.md §4).
+#: Points sampled on each surface by default (the paper's evaluation protocol uses 100k).
 DEFAULT_SAMPLES = 100_000
 #: Lengths are also reported as this multiple of (length / GT bounding-box diagonal).
 DIAGONAL_MULTIPLIER = 1000.0

@@ -11,7 +11,7 @@
                        interactive three.js view of each mesh (trimesh's viewer, one shared copy)
 
 Tables aggregate per-scan values as mean ± sample standard deviation (n − 1) over the scans a method
-finished; Chamfer values are ×1000 of the ground-truth bounding-box diagonal (DESIGN.md §4).
+finished; Chamfer values are ×1000 of the ground-truth bounding-box diagonal.
 
 A mesh is *suspect* when the fit's surface check flagged it (``meta.json`` → ``surface_check.suspect``;
 runs without a check, such as baselines and older fits, count as not suspect). Means include suspect

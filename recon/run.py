@@ -1,4 +1,4 @@
-"""The run folder: the handle every later command takes (DESIGN.md §6).
+"""The run folder: the handle every later command takes (extract, view, evaluate, resume).
 
 Layout::
 

@@ -47,7 +47,7 @@ def half_scanned_open_cylinder() -> np.ndarray:
 
 
 def test_seeds_and_thread_counts_give_the_same_surface(tmp_path):
-    # Issue 23: before the fix, the start's sign came from a random 2,000-point subset and caps over holes
+    # Before the start became deterministic, the start's sign came from a random 2,000-point subset and caps over holes
     # from a jump in the start's target, so seeds (and the machine's arithmetic) moved the surface. Measured
     # on this case: largest pairwise distance 0.0248 of the diagonal before, 0.0145 after.
     scan = half_scanned_open_cylinder()

@@ -1,4 +1,4 @@
-"""The installed distribution maps cli/, viewer/ and data/ under the recon namespace (DESIGN.md §2)."""
+"""The installed distribution maps cli/, viewer/ and data/ to recon.cli, recon.viewer and recon.data."""
 
 import subprocess
 import sys

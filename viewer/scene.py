@@ -218,47 +218,21 @@ def _run_scan_path(run: Path) -> Path | None:
 
 
 def _read_geometry(path: Path) -> Geometry:
-    """Read a scan or mesh with ``recon.io`` when present, else with numpy/open3d/trimesh."""
+    """Read a scan or mesh with ``recon.io`` (every format the fit reads)."""
+    from recon.io import load_scan
+
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if not path.is_file():
         raise InputError(f"{path} is not a file")
-    try:
-        from recon.io import load_scan
-    except ImportError:
-        points, normals, faces = _read_without_recon_io(path)
-    else:
-        cloud = load_scan(path)
-        points, normals, faces = cloud.points, cloud.normals, cloud.faces
+    cloud = load_scan(path)
+    points, normals, faces = cloud.points, cloud.normals, cloud.faces
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if len(points) == 0:
         raise InputError(f"{path} holds no points")
     if not np.isfinite(points).all():
         raise InputError(f"{path} has NaN or infinite coordinates")
     return make_geometry(points, faces, normals=normals, name=path.name)
-
-
-def _read_without_recon_io(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".npy", ".npz"):
-            return _read_numpy_points(path), None, None
-        if suffix in (".xyz", ".xyzn", ".pts", ".pcd"):
-            import open3d as o3d
-
-            cloud = o3d.io.read_point_cloud(str(path))
-            normals = np.asarray(cloud.normals) if cloud.has_normals() else None
-            return np.asarray(cloud.points), normals, None
-        import trimesh
-
-        loaded = trimesh.load(path, process=False)
-        if isinstance(loaded, trimesh.Scene):
-            loaded = loaded.dump(concatenate=True)
-        return np.asarray(loaded.vertices), None, getattr(loaded, "faces", None)
-    except InputError:
-        raise
-    except Exception as exc:  # any reader failure is a bad input file, reported in one line
-        raise InputError(f"cannot read {path}: {exc}") from exc
 
 
 def _read_numpy_points(path: Path) -> np.ndarray:

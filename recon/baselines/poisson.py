@@ -1,6 +1,6 @@
 """Screened Poisson surface reconstruction (Kazhdan & Hoppe 2013) through PyMeshLab or Open3D.
 
-The classic baseline, run as an expert would (DESIGN.md §4, "Baselines at full strength"): the isolated
+The classic baseline, run as an expert would (a baseline at full strength, never its weakest default): the isolated
 points the levelset fit drops are dropped here too (recon.outliers, same rule and defaults as the fast
 preset), normals are taken from the scan or estimated and consistently oriented, the solve runs on an
 adaptive octree of the chosen depth, and the lowest-density vertices can be trimmed to remove the sheets a
