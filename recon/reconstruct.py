@@ -142,11 +142,13 @@ def _oriented_scan_normals(points: np.ndarray, normals: np.ndarray | None) -> tu
         return None, {}
     from recon.normals import MIN_CONSISTENCY, orient_normals, orientation_consistency
 
+    start = time.perf_counter()
     consistency = orientation_consistency(points, normals)
     reoriented = consistency < MIN_CONSISTENCY
     if reoriented:
         normals = orient_normals(points, normals).astype(np.float32)
-    return normals, {"scan_normals": {"consistency": round(consistency, 4), "reoriented": reoriented}}
+    report = {"consistency": round(consistency, 4), "reoriented": reoriented}
+    return normals, {"scan_normals": report | {"seconds": round(time.perf_counter() - start, 3)}}
 
 
 def _reoriented_text(consistency: float) -> str:
