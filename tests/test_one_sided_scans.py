@@ -146,8 +146,11 @@ def test_scan_with_wrong_normals_still_gives_the_sphere(kind, tmp_path):
     result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert not meta["surface_check"]["suspect"]
-    # Random signs are recognised and oriented before the fit; consistent ones, even wrong, are kept.
-    assert meta["scan_normals"]["reoriented"] == (kind == "random signs")
+    # Random signs are recognised and dropped before the fit; consistent ones, even wrong, are kept.
+    assert meta["scan_normals"]["dropped"] == (kind == "random signs")
+    assert (tmp_path / "run" / "log").read_text().count("not consistently oriented") == (
+        kind == "random signs"
+    )
     mesh = load_mesh(result.mesh_path)
     radii = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(np.median(radii) - 0.6) < 0.02 and np.percentile(np.abs(radii - 0.6), 95) < 0.05
