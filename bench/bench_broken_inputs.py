@@ -77,7 +77,8 @@ def outcome(row: dict, reference: float | None, ratio: float) -> str:
         return "unscored"
     if row["cd_l1"] > ratio * reference:
         return "silent"
-    return "repaired" if row.get("attempts", 1) > 1 else "good"
+    repaired = (row.get("attempts") or 1) > 1 or row.get("normals_dropped")
+    return "repaired" if repaired else "good"
 
 
 def run(args) -> list[dict]:
@@ -107,7 +108,9 @@ def run(args) -> list[dict]:
             row["normals"] = "yes" if normals is not None else "no"
             row |= {"rc": rc, "wall_s": round(wall, 2)}
             meta = run_dir / "meta.json"
-            check = json.loads(meta.read_text()).get("surface_check", {}) if meta.exists() else {}
+            meta = json.loads(meta.read_text()) if meta.exists() else {}
+            check = meta.get("surface_check", {})
+            row["normals_dropped"] = meta.get("scan_normals", {}).get("dropped")
             row["attempts"] = len(check.get("attempts", [])) or None
             row["start_orientation"] = check.get("start_orientation")
             if rc == 0:
@@ -183,9 +186,9 @@ def table(rows: list[dict], refs: dict, ratio: float, poisson: dict | None = Non
         f"Outcome against the clean fit of the same scan (broken = CD-L1 > {ratio} × clean). CD-L1 ×1000 of "
         "the GT diagonal.",
         "",
-        "| label | scan | corruption | normals | exit | attempts | start | clean CD-L1 | CD-L1 | ratio | outcome | "
+        "| label | scan | corruption | normals | normals dropped | exit | attempts | start | clean CD-L1 | CD-L1 | ratio | outcome | "
         "Poisson on the same input | CD-L1 / Poisson | reasons / error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     counts: dict[str, int] = {}
     for r in sorted(rows, key=lambda r: (r["corruption"], r["scan"], r.get("label", ""))):
@@ -197,7 +200,8 @@ def table(rows: list[dict], refs: dict, ratio: float, poisson: dict | None = Non
         ratio_text = f"{cd / ref:.2f}" if cd is not None and ref else "–"
         why = "; ".join(r.get("reasons") or []) or r.get("error", "") or "–"
         lines.append(
-            f"| {label or '–'} | {r['scan']} | {r['corruption']} | {r['normals']} | {r['rc']} | {r.get('attempts') or '–'} | "
+            f"| {label or '–'} | {r['scan']} | {r['corruption']} | {r['normals']} | {r.get('normals_dropped') or '–'} | "
+            f"{r['rc']} | {r.get('attempts') or '–'} | "
             f"{r.get('start_orientation') or '–'} | {ref if ref is None else f'{ref:.2f}'} | "
             f"{'–' if cd is None else f'{cd:.2f}'} | {ratio_text} | {kind} | {_poisson_cells(poisson, r, cd)} | {why} |"
         )

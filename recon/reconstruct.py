@@ -120,7 +120,7 @@ def fit_scan(
             f"device={fitter.device}, seed={config.seed}"
         )
         if normals_report.get("scan_normals", {}).get("dropped"):
-            run.log(_dropped_normals_text(normals_report["scan_normals"]["consistency"]))
+            run.log(_dropped_normals_text(normals_report["scan_normals"]))
         # config.json comes last: a folder holding it holds everything a resume needs (kill-safety).
         resolved = config.to_dict() | {"scan": str(Path(scan_path).resolve()), "levers": config.levers()}
         run.write_json("config.json", resolved)
@@ -132,30 +132,41 @@ def fit_scan(
 
 
 def _usable_scan_normals(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray | None, dict]:
-    """The scan's normals, or None when their signs are arbitrary, and a report for meta.json.
+    """The scan's normals, or None when their signs are wrong, and a report for meta.json.
 
-    Normals of arbitrary sign (a plane fit saved without orientation) turn the start inside out patch by
-    patch and pull the normal term both ways. They are dropped and the fit runs as for a scan without
+    Normals of arbitrary sign (a plane fit saved without orientation) or flipped patch by patch (views
+    merged with opposite orientations) turn the start inside out where they are wrong and the normal term
+    then holds a surface folded along their walls. They are dropped and the fit runs as for a scan without
     normals: orienting their exact directions by a spanning tree instead was measured worse, because at
     sharp edges the tree flips whole faces that the normal term then holds (fandisk, one-sided: CD-L1
     16.6 against 8.3 without normals).
     """
     if normals is None:
         return None, {}
-    from recon.normals import MIN_CONSISTENCY, orientation_consistency
+    from recon.normals import MAX_FLIPPED_SHARE, MIN_CONSISTENCY, flipped_share, orientation_consistency
 
     start = time.perf_counter()
-    consistency = orientation_consistency(points, normals)
-    dropped = consistency < MIN_CONSISTENCY
-    report = {"consistency": round(consistency, 4), "dropped": dropped}
+    report: dict = {"consistency": round(orientation_consistency(points, normals), 4)}
+    if report["consistency"] < MIN_CONSISTENCY:
+        report["dropped"] = "arbitrary signs"
+    else:
+        report["flipped_share"] = round(flipped_share(points, normals), 4)
+        report["dropped"] = "flipped patches" if report["flipped_share"] > MAX_FLIPPED_SHARE else False
     report["seconds"] = round(time.perf_counter() - start, 3)
-    return (None if dropped else normals), {"scan_normals": report}
+    return (None if report["dropped"] else normals), {"scan_normals": report}
 
 
-def _dropped_normals_text(consistency: float) -> str:
+def _dropped_normals_text(report: dict) -> str:
+    if report["dropped"] == "flipped patches":
+        why = (
+            f"{100 * report['flipped_share']:.0f} % of the scan lies in patches whose normals point against "
+            "the rest of their surface"
+        )
+    else:
+        why = f"only {100 * report['consistency']:.0f} % of neighbouring normals agree in sign"
     return (
-        f"the scan's normals are not consistently oriented (only {100 * consistency:.0f} % of neighbouring "
-        "normals agree in sign): fitting without them, as for a scan without normals"
+        f"the scan's normals are not consistently oriented ({why}): fitting without them, as for a scan "
+        "without normals"
     )
 
 

@@ -1,4 +1,5 @@
-"""Orientation of given normals: the consistency measure and the re-orientation of normals of arbitrary sign."""
+"""Orientation of given normals: the consistency measure, the flipped-patch share and the re-orientation of
+normals of arbitrary sign."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import numpy as np
 import pytest
 from conftest import sphere_points, torus_points
 
-from recon.normals import MIN_CONSISTENCY, orient_normals, orientation_consistency
+from recon.normals import (
+    MAX_FLIPPED_SHARE,
+    MIN_CONSISTENCY,
+    flipped_share,
+    orient_normals,
+    orientation_consistency,
+)
 
 
 def _torus_normals(points: np.ndarray, major: float = 0.6) -> np.ndarray:
@@ -38,3 +45,47 @@ def test_normals_of_random_sign_come_back_outward(shape):
     agree = np.einsum("ij,ij->i", oriented, normals)
     np.testing.assert_allclose(np.abs(agree), 1.0, atol=1e-9)  # directions untouched
     assert np.mean(agree > 0) > 0.995
+
+
+def _flipped_in_cells(points: np.ndarray, normals: np.ndarray, cells: int, seed: int) -> np.ndarray:
+    """The normals flipped in a random half of the cells of a cells³ grid over the points' box."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    cell = np.clip(((points - low) / (high - low) * cells).astype(int), 0, cells - 1)
+    cell_id = (cell[:, 0] * cells + cell[:, 1]) * cells + cell[:, 2]
+    flipped = np.random.default_rng(seed).permutation(np.unique(cell_id))[: len(np.unique(cell_id)) // 2]
+    return np.where(np.isin(cell_id, flipped)[:, None], -normals, normals)
+
+
+def test_flipped_share_is_zero_for_oriented_normals_whatever_their_global_sign():
+    points = torus_points(12_000, 0.6, 0.25, seed=3)
+    normals = _torus_normals(points)
+    assert flipped_share(points, normals) < 0.005
+    assert flipped_share(points, -normals) < 0.005
+    # Noisy directions and a few single wrong signs (a scanner's normals) are not patches.
+    rng = np.random.default_rng(5)
+    noisy = normals + rng.normal(scale=0.3, size=normals.shape)
+    noisy[rng.random(len(noisy)) < 0.03] *= -1
+    assert flipped_share(points, noisy) < 0.02
+
+
+def test_flipped_share_measures_the_flipped_part_of_the_surface():
+    points, normals = sphere_points(12_000, 0.6, seed=8)
+    # One cap of the sphere flipped: the share is the cap's share of the surface, from either side.
+    for height, cap in [(0.3, 0.25), (0.0, 0.5)]:
+        capped = np.where(points[:, 2:] > height, -normals, normals)
+        assert flipped_share(points, capped) == pytest.approx(min(cap, 1 - cap), abs=0.03)
+    patched = _flipped_in_cells(points, normals, cells=3, seed=1)
+    wrong = np.mean(np.einsum("ij,ij->i", patched, normals) < 0)
+    assert flipped_share(points, patched) == pytest.approx(min(wrong, 1 - wrong), abs=0.05)
+    assert flipped_share(points, patched) > MAX_FLIPPED_SHARE
+
+
+def test_flipped_share_keeps_the_two_sides_of_a_thin_plate_apart():
+    """A plate thinner than its point spacing along the surface: neighbours across it point opposite ways
+    but are offset along their normals, so they are not a wall between flipped patches."""
+    rng = np.random.default_rng(2)
+    top = np.c_[rng.uniform(-1, 1, size=(5000, 2)), np.full(5000, 0.01)]
+    bottom = np.c_[rng.uniform(-1, 1, size=(5000, 2)), np.full(5000, -0.01)]
+    points = np.r_[top, bottom]
+    normals = np.r_[np.tile([0.0, 0.0, 1.0], (5000, 1)), np.tile([0.0, 0.0, -1.0], (5000, 1))]
+    assert flipped_share(points, normals) < 0.2 * MAX_FLIPPED_SHARE

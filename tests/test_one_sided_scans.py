@@ -146,11 +146,13 @@ def test_scan_with_wrong_normals_still_gives_the_sphere(kind, tmp_path):
     result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert not meta["surface_check"]["suspect"]
-    # Random signs are recognised and dropped before the fit; consistent ones, even wrong, are kept.
-    assert meta["scan_normals"]["dropped"] == (kind == "random signs")
-    assert (tmp_path / "run" / "log").read_text().count("not consistently oriented") == (
-        kind == "random signs"
-    )
+    # Random signs and flipped halves are recognised and dropped before the fit; normals flipped all
+    # alike are consistent (only the global sign is wrong, which the start decides itself) and kept.
+    dropped = {"all flipped": False, "half flipped": "flipped patches", "random signs": "arbitrary signs"}[
+        kind
+    ]
+    assert meta["scan_normals"]["dropped"] == dropped
+    assert (tmp_path / "run" / "log").read_text().count("not consistently oriented") == bool(dropped)
     mesh = load_mesh(result.mesh_path)
     radii = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(np.median(radii) - 0.6) < 0.02 and np.percentile(np.abs(radii - 0.6), 95) < 0.05
