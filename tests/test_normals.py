@@ -89,3 +89,19 @@ def test_flipped_share_keeps_the_two_sides_of_a_thin_plate_apart():
     points = np.r_[top, bottom]
     normals = np.r_[np.tile([0.0, 0.0, 1.0], (5000, 1)), np.tile([0.0, 0.0, -1.0], (5000, 1))]
     assert flipped_share(points, normals) < 0.2 * MAX_FLIPPED_SHARE
+
+
+def test_the_fit_drops_normals_of_random_sign_or_flipped_patches_and_says_why():
+    from recon.reconstruct import _usable_scan_normals
+
+    points, normals = sphere_points(8000, 0.6, seed=9)
+    cases = {
+        "oriented": (normals, False),
+        "all inward": (-normals, False),  # the global sign is the start's business
+        "random signs": (_random_signs(normals), "arbitrary signs"),
+        "flipped cells": (_flipped_in_cells(points, normals, cells=3, seed=2), "flipped patches"),
+    }
+    for name, (given, dropped) in cases.items():
+        kept, report = _usable_scan_normals(points, given)
+        assert report["scan_normals"]["dropped"] == dropped, name
+        assert (kept is None) == bool(dropped), name
