@@ -126,12 +126,13 @@ def flipped_share(points: np.ndarray, normals: np.ndarray) -> float:
     Catches what :func:`orientation_consistency` cannot: normals consistent within patches but flipped patch
     by patch (scans merged from views oriented apart, a propagation that jumped across a gap). Over an even
     subsample, each probe's normal is first averaged over its neighbours (the principal direction of their
-    normals, signed by their majority), so that single flipped or noisy normals do not count. Probes on one
-    smooth sheet (neighbours whose offset lies in both tangent planes and whose normals are near-parallel or
-    near-antiparallel) form a signed graph; per connected component, the sign pattern that agrees best with
-    it is the smallest eigenvector of the signed Laplacian (a pattern of flipped patches makes it exactly
-    ±1). The smaller side of that pattern counts as flipped, but only where it explains away at least half
-    of the component's disagreeing edges: noise disagrees in ways no sign pattern removes.
+    normals, signed as most of those on its own sheet point), so that single flipped or noisy normals do not
+    count. Probes on one smooth sheet (neighbours whose offset lies in both tangent planes and whose normals
+    are near-parallel or near-antiparallel) form a signed graph; per connected component, the sign pattern
+    that agrees best with it is the smallest eigenvector of the signed Laplacian (a pattern of flipped
+    patches makes it exactly ±1). The smaller side of that pattern counts as flipped, but only where it
+    explains away at least half of the component's disagreeing edges: noise disagrees in ways no sign
+    pattern removes.
 
     Parameters
     ----------
