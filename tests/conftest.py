@@ -79,3 +79,21 @@ def train_digits_mlp(seed: int, epochs: int, test_limit: int):
             loss.backward()
             optimizer.step()
     return model.eval(), xt, yt
+
+
+def assert_png_shows_something(data: bytes, *, min_share: float = 0.01) -> np.ndarray:
+    """Decode PNG ``data`` and fail unless at least ``min_share`` of its pixels differ from its corner colour.
+
+    A blank or single-colour image (a renderer that drew nothing) fails; returns the (h, w, c) pixels.
+    """
+    import io
+
+    from PIL import Image
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+    assert pixels.shape[0] > 8 and pixels.shape[1] > 8, f"image too small: {pixels.shape}"
+    background = pixels[0, 0]
+    drawn = np.abs(pixels - background).max(axis=2) > 16
+    assert drawn.mean() >= min_share, f"only {drawn.mean():.4f} of the pixels differ from the background"
+    return pixels

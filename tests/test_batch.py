@@ -171,7 +171,8 @@ def test_a_claimed_task_is_left_to_its_owner(dataset, tmp_path):
 
 
 def test_dask_local_cluster_gives_the_local_results(local_bench, dataset, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     bench, _, _ = local_bench
     with distributed.LocalCluster(
         n_workers=1,

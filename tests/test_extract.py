@@ -51,7 +51,8 @@ def wobbly_sdf(points: np.ndarray) -> np.ndarray:
 
 def torch_mlp_field(seed: int = 0):
     """|x| - 0.6 plus a small random tanh MLP: a closed, non-analytic zero set."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     torch.manual_seed(seed)
     mlp = torch.nn.Sequential(
         torch.nn.Linear(3, 32),

@@ -54,7 +54,7 @@ def test_torus_fit_reaches_chamfer_threshold(tmp_path):
     config = small_config(steps=400, resolution=64, normal_weight=0.0)
     result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
     mesh = load_mesh(result.mesh_path)
-    samples = mesh.sample(5000, return_index=False) if hasattr(mesh, "sample") else mesh.vertices
+    samples = mesh.sample(5000, return_index=False)
     gt = torus_points(20000, major=0.6, minor=0.25, seed=3)
     acc = cKDTree(gt).query(samples)[0].mean()
     comp = cKDTree(samples).query(gt)[0].mean()

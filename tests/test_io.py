@@ -138,7 +138,8 @@ def test_unnormalised_file_normals_come_back_unit(tmp_path):
 
 
 def test_our_ply_is_read_by_open3d_and_trimesh(tmp_path, sphere_mesh):
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     normals = random_unit(len(sphere_mesh.vertices), seed=6)
     path = save_mesh(tmp_path / "m.ply", sphere_mesh.vertices, sphere_mesh.faces, vertex_normals=normals)
     theirs = o3d.io.read_triangle_mesh(str(path))
@@ -181,7 +182,8 @@ def test_our_meshes_are_read_by_trimesh(tmp_path, sphere_mesh, suffix):
 
 @pytest.mark.parametrize("kind", ["ascii", "binary", "compressed"])
 def test_open3d_pcd_is_read(tmp_path, kind):
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     points, normals = sphere_points(300, seed=7)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     cloud.normals = o3d.utility.Vector3dVector(normals)
@@ -197,7 +199,8 @@ def test_open3d_pcd_is_read(tmp_path, kind):
 
 @pytest.mark.parametrize("suffix", [".pcd", ".ply", ".xyz"])
 def test_our_point_clouds_are_read_by_open3d(tmp_path, suffix):
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     points, normals = sphere_points(300, seed=8)
     path = save_point_cloud(tmp_path / f"c{suffix}", points, None if suffix == ".xyz" else normals)
     theirs = o3d.io.read_point_cloud(str(path))
@@ -207,7 +210,8 @@ def test_our_point_clouds_are_read_by_open3d(tmp_path, suffix):
 
 
 def test_open3d_xyzn_is_read(tmp_path):
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     points, normals = sphere_points(100, seed=9)
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     cloud.normals = o3d.utility.Vector3dVector(normals)
@@ -520,10 +524,10 @@ def test_faust_errors(tmp_path, faust_root):
 
 
 def _sample(name: str) -> Path:
-    pymeshlab = pytest.importorskip("pymeshlab")
+    import pymeshlab
+
     path = Path(pymeshlab.__file__).parent / "tests" / "sample_meshes" / name
-    if not path.is_file():
-        pytest.skip(f"pymeshlab sample {name} not installed")
+    assert path.is_file(), f"pymeshlab's sample {name} is missing from its package data"
     return path
 
 

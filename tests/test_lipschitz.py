@@ -160,13 +160,9 @@ def test_network_bound_is_product_of_layer_norms():
         scaled.weight.copy_(3.0 * torch.eye(6))
     net = nn.Sequential(BjorckLinear(4, 6, iters=2), nn.ReLU(), scaled, GroupSort(2), LInfLinear(6, 2))
     expected = 1.0
-    for layer in (net[0], net[2], net[4]):
-        w = (
-            (layer.effective_weight() if hasattr(layer, "effective_weight") else layer.weight)
-            .detach()
-            .double()
-        )
-        expected *= np.linalg.norm(w.numpy(), 2)
+    # The constrained layers' forward uses their effective weight, the plain Linear its own.
+    for w in (net[0].effective_weight(), net[2].weight, net[4].effective_weight()):
+        expected *= np.linalg.norm(w.detach().double().numpy(), 2)
     assert module_lipschitz_bound(net, "l2") == pytest.approx(expected, rel=1e-12)
     with pytest.raises(TypeError):
         module_lipschitz_bound(nn.Sequential(nn.Tanh()))

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import sphere_points
 from scipy.spatial.distance import cdist
 
+from recon.cli.main import cli
 from recon.errors import InputError, ReconError
 from recon.metrics import evaluate_reconstruction, sample_surface
 
@@ -181,15 +182,6 @@ def test_bad_inputs_raise_input_errors(pred):
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def _cli_with_io():
-    """The click group, or a skip while recon.io is not written yet."""
-    if not hasattr(pytest.importorskip("recon.io"), "load_scan"):
-        pytest.skip("recon.io.load_scan is not available yet")
-    from recon.cli.main import cli
-
-    return cli
-
-
 @pytest.fixture
 def mesh_files(tmp_path):
     gt = trimesh.creation.icosphere(subdivisions=3)
@@ -200,8 +192,6 @@ def mesh_files(tmp_path):
 
 
 def test_eval_cli_prints_both_units_and_writes_definitions(mesh_files, tmp_path):
-    cli = _cli_with_io()
-
     pred_path, gt_path, pred, gt = mesh_files
     out = tmp_path / "eval.json"
     args = ["eval", str(pred_path), str(gt_path), "--n-samples", "3000", "--json", str(out)]
@@ -220,8 +210,6 @@ def test_eval_cli_prints_both_units_and_writes_definitions(mesh_files, tmp_path)
 
 
 def test_eval_cli_takes_a_run_folder_and_writes_its_eval_json(mesh_files, tmp_path):
-    cli = _cli_with_io()
-
     pred_path, gt_path, _, _ = mesh_files
     run = tmp_path / "run"
     run.mkdir()
@@ -237,7 +225,6 @@ def test_eval_cli_takes_a_run_folder_and_writes_its_eval_json(mesh_files, tmp_pa
 
 
 def test_eval_cli_error_is_one_line_and_exit_2(mesh_files, tmp_path):
-    _cli_with_io()
     pred_path, gt_path, _, _ = mesh_files
     out = tmp_path / "taken.json"
     out.write_text("{}")

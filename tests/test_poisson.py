@@ -189,9 +189,8 @@ def test_every_config_field_has_help_text():
 
 @pytest.fixture
 def scan_file(tmp_path):
-    io = pytest.importorskip("recon.io")
-    if not hasattr(io, "save_point_cloud"):
-        pytest.skip("recon.io is not available yet")
+    from recon import io
+
     points, normals = sphere_points(3_000, seed=10)
     path = tmp_path / "sphere.ply"
     io.save_point_cloud(path, points + [1.0, 2.0, 3.0], normals)

@@ -463,7 +463,6 @@ def test_view_window_starts_from_the_front_above_with_the_up_axis_up(tmp_path, c
 
 @pytest.mark.render
 def test_open3d_offscreen_frames_like_the_rasterizer():
-    pytest.importorskip("open3d")
     scene = [sphere_mesh(0.5, (0.5, 0.0, 0.0)), sphere_mesh(0.3, (-0.6, 0.2, 0.0))]
     # a black background: Open3D's specular highlights are close to white
     kwargs = {"views": ("front", "iso"), "size": (120, 90), "background": (0.0, 0.0, 0.0)}
@@ -476,7 +475,8 @@ def test_open3d_offscreen_frames_like_the_rasterizer():
 
 @pytest.mark.render
 def test_window_view_control_matches_the_camera():
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     from recon.viewer.gl import _quiet_stderr, set_view_control, to_open3d
 
     tall = cylinder("z")
