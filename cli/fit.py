@@ -40,6 +40,12 @@ class _Progress:
             self.bar.__exit__(None, None, None)
 
 
+def _open_unit_interval(ctx, param, value):
+    if value is not None and not 0.0 < value < 1.0:  # also refuses nan
+        raise click.BadParameter(f"must lie strictly between 0 and 1, got {value}")
+    return value
+
+
 @click.command()
 @click.argument("scan", required=False, type=click.Path(path_type=Path))
 @click.option(
@@ -85,6 +91,14 @@ class _Progress:
     "refuse at once; or keep it, marked suspect (warn). Default: the preset's (fast and paper: repair).",
 )
 @click.option(
+    "--closure-winding",
+    type=float,
+    callback=_open_unit_interval,
+    help="Winding number at which holes and unseen sides are closed (signed-distance start: fast, tiny). "
+    "Default 0.5, the soap film over a hole's rim; about 0.35 bulges them, better for round objects seen "
+    "from one side (a head, an animal), worse for thin ones (a body seen from the front, a CAD part).",
+)
+@click.option(
     "--no-trim", is_flag=True, help="Do not write mesh_trimmed.ply (the mesh without unsupported surface)."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing non-empty run folder.")
@@ -101,6 +115,7 @@ def fit(
     resume_dir,
     example,
     on_suspect,
+    closure_winding,
     no_trim,
     force,
     quiet,
@@ -128,6 +143,8 @@ def fit(
         config = replace(config, resolution=resolution)
     if on_suspect is not None:
         config = replace(config, on_suspect=on_suspect)
+    if closure_winding is not None:
+        config = replace(config, closure_winding=closure_winding)
     if run_dir is None:
         run_dir = Path("runs") / f"{Path(scan).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not quiet:

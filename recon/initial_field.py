@@ -35,6 +35,8 @@ class InitialFieldConfig:
     """Std of the Gaussian offsets around scan points (working units); a fifth of the samples are uniform."""
     winding_cells: int = 96
     """Cells along the scan's longest side in which the scan's dipoles are summed for the winding number."""
+    closure_winding: float = 0.5
+    """Winding number at which the estimate closes surface the scan does not show (see module notes)."""
     plane_cells: float = 2.0
     """Queries nearer to the scan than this many cells take their sign from the nearest tangent planes."""
     plane_neighbors: int = 8
@@ -77,8 +79,18 @@ def signed_distance_estimate(
     # over a hole, where ±d jumps by twice the hole's radius and a smooth network would place its zero
     # anywhere along the jump (a cap that balloons into a tube, by a different length for every seed).
     winding = dipoles.winding_numbers(queries[far])
-    signed[far] = distance[far] * np.clip(1.0 - 2.0 * winding, -1.0, 1.0)
+    signed[far] = distance[far] * closure_ramp(winding, config.closure_winding)
     return signed
+
+
+def closure_ramp(winding: np.ndarray, closure: float) -> np.ndarray:
+    """(m,) factor in [−1, 1] of the distance away from the scan: +1 at w ≤ 0, 0 at w = closure, −1 at w ≥ 1.
+
+    Linear on each side of ``closure`` (0 < closure < 1); for closure = ½ it is 1 − 2w.
+    """
+    below = (closure - winding) / closure
+    above = (closure - winding) / (1.0 - closure)
+    return np.clip(np.where(winding < closure, below, above), -1.0, 1.0)
 
 
 def training_samples(points: np.ndarray, config: InitialFieldConfig, bound: float, rng: np.random.Generator):

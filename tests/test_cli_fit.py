@@ -1,5 +1,6 @@
 """`recon fit` / `recon extract` through the real entry point: outputs, resume, and one-line errors."""
 
+import json
 import subprocess
 import sys
 
@@ -56,12 +57,15 @@ def test_fit_extract_resume_through_cli(tmp_path, scan, capsys):
             "30",
             "--device",
             "cpu",
+            "--closure-winding",
+            "0.4",
             "--quiet",
         ],
         capsys,
     )
     assert code == 0, err
     assert out.strip() == str(run_dir / "mesh.ply")
+    assert json.loads((run_dir / "config.json").read_text())["closure_winding"] == 0.4
     assert (run_dir / "DONE").exists()
     code, out, err = run_cli(["extract", str(run_dir), "--resolution", "24"], capsys)
     assert code == 0, err
@@ -109,7 +113,17 @@ def test_bad_scan_is_one_clear_line(tmp_path, kind, capsys):
 
 @pytest.mark.parametrize(
     "options",
-    [["--steps", "0"], ["--resolution", "4"], ["--preset", "huge"], ["--device", "tpu"], ["--seed", "x"]],
+    [
+        ["--steps", "0"],
+        ["--resolution", "4"],
+        ["--preset", "huge"],
+        ["--device", "tpu"],
+        ["--seed", "x"],
+        ["--closure-winding", "0"],
+        ["--closure-winding", "1.5"],
+        ["--closure-winding", "nan"],
+        ["--preset", "paper", "--closure-winding", "0.4"],
+    ],
 )
 def test_absurd_options_are_refused(tmp_path, scan, options, capsys):
     code, _, err = run_cli(["fit", str(scan), "-o", str(tmp_path / "out"), *options], capsys)

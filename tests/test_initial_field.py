@@ -4,7 +4,7 @@ from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
 from recon.fit import FitConfig, LevelSetFitter, tiny_preset
-from recon.initial_field import InitialFieldConfig, signed_distance_estimate
+from recon.initial_field import InitialFieldConfig, closure_ramp, signed_distance_estimate
 from recon.winding import DipoleTree, point_areas, winding_numbers
 
 
@@ -96,3 +96,40 @@ def test_signed_distance_estimate_is_continuous_across_the_cap_of_an_open_cylind
     crossing = z[np.argmax(estimate > 0)]
     assert np.all(np.diff(np.sign(estimate)) >= 0) and abs(crossing - 0.6) < 0.05
     assert np.abs(np.diff(estimate)).max() < 0.05
+
+
+def test_closure_ramp_is_continuous_and_reduces_to_one_minus_two_w():
+    w = np.linspace(-0.2, 1.2, 141)
+    np.testing.assert_allclose(closure_ramp(w, 0.5), np.clip(1 - 2 * w, -1, 1), atol=1e-12)
+    for closure in (0.2, 0.35, 0.7):
+        ramp = closure_ramp(w, closure)
+        assert ramp[w <= 0].min() == 1 and ramp[w >= 1].max() == -1
+        assert (
+            np.all(np.diff(ramp) <= 0)
+            and np.abs(np.diff(ramp)).max() < 0.01 / min(closure, 1 - closure) + 1e-9
+        )
+        assert abs(closure_ramp(np.array([closure]), closure)[0]) < 1e-12
+
+
+def test_closure_winding_moves_the_cap_of_an_open_cylinder_to_the_analytic_level():
+    # Tube of radius r over z in [-0.6, 0.6]; on its axis a distance t beyond the rim the lateral surface
+    # subtends w(t) = ½ (cos α_far − cos α_near), cos α = t / √(t² + r²). The estimate's zero crossing
+    # on the axis must sit where w equals the closure winding.
+    rng = np.random.default_rng(3)
+    r = 0.3
+    angle, height = rng.uniform(0, 2 * np.pi, 20_000), rng.uniform(-0.6, 0.6, 20_000)
+    points = np.stack([r * np.cos(angle), r * np.sin(angle), height], axis=1)
+    normals = np.stack([np.cos(angle), np.sin(angle), np.zeros_like(angle)], axis=1)
+    z = np.linspace(0.3, 1.2, 181)
+    axis = np.stack([np.zeros_like(z), np.zeros_like(z), z], axis=1)
+    t = np.linspace(0.0, 0.6, 6001)
+    analytic_w = 0.5 * ((t + 1.2) / np.hypot(t + 1.2, r) - t / np.hypot(t, r))
+    crossings = []
+    for closure in (0.5, 0.35, 0.25):
+        config = InitialFieldConfig(closure_winding=closure)
+        estimate = signed_distance_estimate(axis, points, normals, cKDTree(points), config)
+        crossing = z[np.argmax(estimate > 0)]
+        expected = 0.6 + t[np.argmax(analytic_w < closure)]
+        assert abs(crossing - expected) < 0.03, (closure, crossing, expected)
+        crossings.append(crossing)
+    assert crossings[0] < crossings[1] < crossings[2]
