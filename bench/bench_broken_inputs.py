@@ -1,4 +1,4 @@
-"""Issue 20: scans made wrong on purpose — is every wrong surface caught, repaired or refused?
+"""Scans made wrong on purpose — is every wrong surface caught, repaired or refused?
 
 Each chosen benchmark scan is corrupted in one of these ways and fitted with the default preset (one
 ``recon fit`` process, 2 threads, seed 0), then scored against its ground truth:

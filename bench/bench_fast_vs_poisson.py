@@ -1,4 +1,4 @@
-"""Issue 8, target 1: `recon fit` (default preset) against screened Poisson on the virtual-scan benchmark.
+"""`recon fit` (default preset) against screened Poisson on the virtual-scan benchmark.
 
 Runs (or reuses) one `recon batch` over the benchmark set with the methods levelset and poisson, then
 prints, per scan, both Chamfer-L1 values, their ratio and both fit times, and checks the targets:
@@ -8,7 +8,7 @@ fit ≤ 60 s wall; Chamfer-L1 ≤ Poisson on noisy and partial scans, ≤ 1.2 ×
                                           [--scans man,cow,...] [--markdown bench/fast_vs_poisson.md]
 
 The benchmark set is built first when missing (`recon data build-bench`). Chamfer is ×1000 of the GT
-bounding-box diagonal, 100k samples, seed 0 (DESIGN.md §4). Fit seconds are wall time of the task's fit
+bounding-box diagonal, 100k samples, seed 0 (recon.metrics). Fit seconds are wall time of the task's fit
 (load, fit, mesh, write), so run it on an otherwise idle machine.
 """
 

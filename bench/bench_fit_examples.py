@@ -1,8 +1,8 @@
 """Fit the embedded real examples with `recon fit` (a preset) and screened Poisson, side by side.
 
 Each (example, method) runs in its own process so wall time and peak memory are its own. Chamfer is
-measured against the source mesh with `recon.metrics.evaluate_reconstruction` (100k samples, seed 0;
-DESIGN.md §4), ×1000 of the GT bounding-box diagonal. For the range scan `face` the "GT" is the scan's own
+measured against the source mesh with `recon.metrics.evaluate_reconstruction` (100k samples, seed 0),
+×1000 of the GT bounding-box diagonal. For the range scan `face` the "GT" is the scan's own
 open triangulation: the watertight reconstruction also closes the unseen back, which accuracy counts as
 error, so read completeness and scan→reconstruction for that row.
 

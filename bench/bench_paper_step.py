@@ -1,4 +1,4 @@
-"""Step time of the ``paper`` preset against a straightforward implementation of the same math (issue 8, target 3).
+"""Step time of the ``paper`` preset against a straightforward implementation of the same math.
 
 Three steppers run interleaved in one process, on the same scan, with the same torch thread count:
 

@@ -1,4 +1,4 @@
-"""Cost growth of fit, extract and eval with the scan size and the grid resolution (issue 8, target 4).
+"""Cost growth of fit, extract and eval with the scan size and the grid resolution.
 
 Every measurement runs in a fresh subprocess, which reports its own wall and CPU times and its peak resident
 memory (VmHWM); a subprocess that only imports the same modules gives the baseline, and the

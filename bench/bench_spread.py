@@ -1,4 +1,4 @@
-"""Issue 23: how much a fit's quality depends on its seed and on the machine's arithmetic (thread count).
+"""How much a fit's quality depends on its seed and on the machine's arithmetic (thread count).
 
 Fits every chosen benchmark scan with and without its normals, for each seed and each torch thread count
 (one `recon fit` process per fit, so the thread count is the process's own), evaluates CD-L1 against the
@@ -9,8 +9,8 @@ finished (scan, normals, seed, threads, label) rows are skipped).
     python bench/bench_spread.py --bench /tmp/recon-bench --out bench/out/spread --label after \
         [--scans head_partial,man_partial,...] [--seeds 0,1,2] [--threads 1,2] [--markdown bench/spread/results.md]
 
-Chamfer is ×1000 of the GT bounding-box diagonal, 100k samples per surface, seed 0 (DESIGN.md §4). A fit
-whose self-check (recon.surface_check) flags it as suspect, or that is refused, counts as a failure.
+Chamfer is ×1000 of the GT bounding-box diagonal, 100k area-uniform samples per surface, seed 0
+(recon.metrics). A fit whose self-check (recon.surface_check) flags it as suspect, or that is refused, counts as a failure.
 """
 
 from __future__ import annotations

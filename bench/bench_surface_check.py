@@ -1,4 +1,4 @@
-"""Issue 20: calibrate the surface check on real fits — every correct fit passes, every broken one is caught.
+"""Calibrate the surface check on real fits — every correct fit passes, every broken one is caught.
 
 Runs recon.surface_check on every mesh the spread benchmark (bench/bench_spread.py) left in
 ``OUT/runs/<label>/<scan>-<normals>-s<seed>-t<threads>/mesh.ply`` and compares its verdict with the truth:

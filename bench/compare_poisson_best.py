@@ -1,4 +1,4 @@
-"""Issue 15: the level set (3 seeds, from bench_spread.py rows) against poisson-best (from a recon batch).
+"""The level set (3 seeds, from bench_spread.py rows) against poisson-best (from a recon batch).
 
     recon batch SUBSET_MANIFEST -o bench/out/poisson-best --methods poisson-best
     python bench/compare_poisson_best.py --spread bench/out/spread --poisson bench/out/poisson-best \

@@ -1,6 +1,7 @@
-"""A straightforward implementation of one training step of the reference method (DESIGN.md §3).
+"""A straightforward implementation of one training step of the reference method (Atzmon et al. 2019,
+the sample-network level-set loss as in its 2020 code release).
 
-This is the yardstick for the ``paper`` preset's step time (issue 8, target 3): the same math written the
+This is the yardstick for the ``paper`` preset's step time: the same math written the
 obvious way, with none of the levers the library uses.
 
 - 10,000 scan points per step (the batch), data term mean |F(x)|.
