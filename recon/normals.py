@@ -37,6 +37,7 @@ MAX_FLIPPED_SHARE = 0.05
 # The flipped-patch graph: neighbours per probe, largest |offset · normal| / |offset| for two probes to lie
 # on one smooth sheet (larger offsets along the normal join the two sides of a thin part or a knife edge),
 # least |n_i · n_j| for an edge to say anything about the sign, and least probes in a component.
+_VOXEL_GROWTH = 1.2
 _SHEET_NEIGHBOURS = 10
 _SHEET_MAX_OFFSET = 0.3
 _SHEET_MIN_ALIGNMENT = 0.8
@@ -95,7 +96,14 @@ def estimate_normals(
     return orient_normals(points, np.asarray(cloud.normals), k)
 
 
-def orientation_consistency(points: np.ndarray, normals: np.ndarray, k: int = 8) -> float:
+def orientation_consistency(
+    points: np.ndarray,
+    normals: np.ndarray,
+    k: int = 8,
+    *,
+    probes: np.ndarray | None = None,
+    tree: cKDTree | None = None,
+) -> float:
     """Share of neighbouring normals that agree in sign: about 1 for an oriented cloud, ½ for unoriented.
 
     Over up to CONSISTENCY_PROBES points of an even subsample, each with its k nearest neighbours in the whole
@@ -110,17 +118,26 @@ def orientation_consistency(points: np.ndarray, normals: np.ndarray, k: int = 8)
     normals : (n, 3) float
     k : int
         Neighbours per probe.
+    probes, tree : optional
+        ``voxel_subsample(points, CONSISTENCY_PROBES)`` and ``cKDTree(points)``, when the caller has them.
     """
     points = np.asarray(points, dtype=np.float64)
     normals = np.asarray(normals, dtype=np.float64)
     k = max(1, min(k, len(points) - 1))
-    probes = voxel_subsample(points, CONSISTENCY_PROBES)
-    _, neighbours = cKDTree(points).query(points[probes], k=k + 1, workers=-1)
+    probes = voxel_subsample(points, CONSISTENCY_PROBES) if probes is None else probes
+    tree = cKDTree(points) if tree is None else tree
+    _, neighbours = tree.query(points[probes], k=k + 1, workers=-1)
     dots = np.einsum("pkj,pj->pk", normals[neighbours[:, 1:]], normals[probes])
     return float(np.mean(dots > 0))
 
 
-def flipped_share(points: np.ndarray, normals: np.ndarray) -> float:
+def flipped_share(
+    points: np.ndarray,
+    normals: np.ndarray,
+    *,
+    probes: np.ndarray | None = None,
+    tree: cKDTree | None = None,
+) -> float:
     """Share of the scan lying in patches whose normals point against the rest of their smooth surface.
 
     Catches what :func:`orientation_consistency` cannot: normals consistent within patches but flipped patch
@@ -138,6 +155,8 @@ def flipped_share(points: np.ndarray, normals: np.ndarray) -> float:
     ----------
     points : (n, 3) float
     normals : (n, 3) float
+    probes, tree : optional
+        ``voxel_subsample(points, CONSISTENCY_PROBES)`` and ``cKDTree(points)``, when the caller has them.
 
     Returns
     -------
@@ -151,8 +170,8 @@ def flipped_share(points: np.ndarray, normals: np.ndarray) -> float:
     normals = _unit(np.asarray(normals, dtype=np.float64))
     if len(points) <= _SHEET_NEIGHBOURS:
         return 0.0
-    probes = voxel_subsample(points, CONSISTENCY_PROBES)
-    smooth = _majority_principal_normals(points, normals, probes)
+    probes = voxel_subsample(points, CONSISTENCY_PROBES) if probes is None else probes
+    smooth = _majority_principal_normals(points, normals, probes, cKDTree(points) if tree is None else tree)
     at = points[probes]
     k = min(_SHEET_NEIGHBOURS, len(probes) - 1)
     _, neighbours = cKDTree(at).query(at, k=k + 1)
@@ -184,12 +203,14 @@ def flipped_share(points: np.ndarray, normals: np.ndarray) -> float:
     return flipped / size
 
 
-def _majority_principal_normals(points: np.ndarray, normals: np.ndarray, probes: np.ndarray) -> np.ndarray:
+def _majority_principal_normals(
+    points: np.ndarray, normals: np.ndarray, probes: np.ndarray, tree: cKDTree
+) -> np.ndarray:
     """(len(probes), 3) unit normals: the principal direction of each probe's neighbours' normals, signed as
     most of the neighbours on its own sheet point (a neighbour offset along that direction lies across a
     thin part, whose normals point the other way by right)."""
     k = min(_DENOISE_NEIGHBOURS, len(points))
-    _, neighbours = cKDTree(points).query(points[probes], k=k)
+    _, neighbours = tree.query(points[probes], k=k, workers=-1)
     neighbours = neighbours.reshape(len(probes), k)
     around = normals[neighbours]
     _, vectors = np.linalg.eigh(np.einsum("pki,pkj->pij", around, around))
@@ -254,16 +275,35 @@ def voxel_subsample(points: np.ndarray, max_points: int) -> np.ndarray:
     if n <= max_points:
         return np.arange(n)
     extent = float(np.ptp(points, axis=0).max()) or 1.0
-    cell = extent / 256
-    while True:
-        keys = np.floor((points - points.min(axis=0)) / cell).astype(np.int64)
+    low = points.min(axis=0)
+
+    def firsts(level: int) -> np.ndarray:
+        cell = extent / 256
+        for _ in range(level):  # repeated products, bit for bit the sizes of a level-by-level search
+            cell *= _VOXEL_GROWTH
+        keys = np.floor((points - low) / cell).astype(np.int64)
         span = keys.max(axis=0) + 1
         # One integer per cell: a 1-D unique is an order of magnitude faster than unique rows.
         packed = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
-        _, first = np.unique(packed, return_index=True)
+        return np.unique(packed, return_index=True)[1]
+
+    # The grid coarsens by _VOXEL_GROWTH per level until it holds at most max_points cells. A surface's
+    # cell count falls about as the square of the cell size, so the first level is guessed from level 0
+    # and then walked to, instead of trying every level on the way.
+    counts: dict[int, np.ndarray] = {0: firsts(0)}
+    ratio = len(counts[0]) / max_points
+    level = max(0, int(np.log(max(ratio, 1.0)) / (2.0 * np.log(_VOXEL_GROWTH))) - 1)
+    while level > 0:
+        counts.setdefault(level, firsts(level))
+        if len(counts[level]) <= max_points:
+            level -= 1  # fits: the first level that fits may lie lower
+        else:
+            break
+    while True:
+        first = counts.setdefault(level, firsts(level))
         if len(first) <= max_points:
             return np.sort(first)
-        cell *= 1.2
+        level += 1
 
 
 def outward_by_winding(points: np.ndarray, normals: np.ndarray, probes: np.ndarray) -> np.ndarray:

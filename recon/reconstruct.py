@@ -143,14 +143,24 @@ def _usable_scan_normals(points: np.ndarray, normals: np.ndarray | None) -> tupl
     """
     if normals is None:
         return None, {}
-    from recon.normals import MAX_FLIPPED_SHARE, MIN_CONSISTENCY, flipped_share, orientation_consistency
+    from scipy.spatial import cKDTree
+
+    from recon.normals import (
+        CONSISTENCY_PROBES,
+        MAX_FLIPPED_SHARE,
+        MIN_CONSISTENCY,
+        flipped_share,
+        orientation_consistency,
+        voxel_subsample,
+    )
 
     start = time.perf_counter()
-    report: dict = {"consistency": round(orientation_consistency(points, normals), 4)}
+    shared = {"probes": voxel_subsample(points, CONSISTENCY_PROBES), "tree": cKDTree(points)}
+    report: dict = {"consistency": round(orientation_consistency(points, normals, **shared), 4)}
     if report["consistency"] < MIN_CONSISTENCY:
         report["dropped"] = "arbitrary signs"
     else:
-        report["flipped_share"] = round(flipped_share(points, normals), 4)
+        report["flipped_share"] = round(flipped_share(points, normals, **shared), 4)
         report["dropped"] = "flipped patches" if report["flipped_share"] > MAX_FLIPPED_SHARE else False
     report["seconds"] = round(time.perf_counter() - start, 3)
     return (None if report["dropped"] else normals), {"scan_normals": report}

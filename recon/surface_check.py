@@ -14,7 +14,7 @@ Surface invented *inside* the convex hull is reported but never suspect on its o
 partial scan closes the holes and unseen sides there.
 
 Lengths are in units of the scan's bounding-box diagonal. Distances from scan points to the mesh are
-exact point-to-triangle distances up to a cap; distances from the mesh to the scan use area-uniform mesh
+point-to-triangle distances (float64, nearest triangle from a float32 BVH) up to a cap; distances from the mesh to the scan use area-uniform mesh
 samples.
 Both use fixed-size random subsets drawn from ``seed``, so the result is deterministic for a seed and
 the cost is bounded for large inputs.
@@ -32,13 +32,7 @@ from recon.errors import InputError
 from recon.extract import face_areas, signed_volume
 from recon.metrics import sample_surface
 
-# Triangles looked up per point before the exactness bound is checked; enough that on a uniform mesh
-# nearly all points near the surface need no second, wider search.
-_NEAREST_TRIANGLES = 32
-# Triangles with a corner farther than this × sqrt(mean triangle area) from their centroid are split for
-# the centroid search, so that one huge triangle (a flat cap, a box face) cannot loosen its bound for all.
-_SPLIT_SIZE = 2.0
-# Points per block in the searches and the hull test, bounding temporary memory.
+# Points per block in the hull test, bounding temporary memory.
 _BLOCK = 2048
 # Directions whose extreme scan points span the convex hull used to split invented area.
 _HULL_DIRECTIONS = 512
@@ -332,14 +326,11 @@ def _point_spacing(scan_tree: cKDTree, points: np.ndarray) -> float:
 def distance_to_mesh(
     points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, *, cap: float = np.inf
 ) -> np.ndarray:
-    """Exact Euclidean distance from each point to a triangle mesh, or ``cap`` if that is smaller.
+    """Euclidean distance from each point to a triangle mesh, or ``cap`` if that is smaller.
 
-    A KD-tree over triangle centroids proposes the nearest triangles. A triangle whose centroid is at
-    distance D from a point, and whose corners are within r of its centroid, is at least D - r away; the
-    nearest proposal is accepted when no other triangle can beat it by that bound, and otherwise every
-    triangle that could is measured. The cap keeps the search local: a KD-tree query from far inside
-    a closed surface visits most of the tree, and the triangles that could be nearest to a far point fill
-    a wide annulus.
+    Open3D's BVH (float32) finds each point's nearest triangle; the distance to that triangle is then
+    computed in float64. Where two triangles are within float32 rounding of each other the choice between
+    them can differ from an exact search by that rounding (about 1e-7 of the mesh's extent), never more.
 
     Parameters
     ----------
@@ -348,88 +339,34 @@ def distance_to_mesh(
     faces : (f, 3) int
         At least one triangle with non-zero area.
     cap : float
-        Largest distance resolved.
+        Largest distance reported.
 
     Returns
     -------
     distances : (n,) float64
         min(distance to the mesh, cap).
     """
-    points = np.asarray(points, dtype=np.float64)
-    corners, radius = _search_triangles(np.asarray(vertices, dtype=np.float64)[np.asarray(faces)])
-    centroids = corners.mean(axis=0)
-    max_radius = float(radius.max())
-    tree = cKDTree(centroids.T)
+    import open3d as o3d
 
-    k = min(_NEAREST_TRIANGLES, centroids.shape[1])
-    distances = np.empty(len(points))
-    unsure = [np.zeros(0, dtype=np.int64)]
-    for i in range(0, len(points), _BLOCK):
-        block = points[i : i + _BLOCK]
-        centroid_distance, nearest = tree.query(block, k=k, distance_upper_bound=cap + max_radius)
-        centroid_distance, nearest = centroid_distance.reshape(len(block), k), nearest.reshape(len(block), k)
-        found = np.full(nearest.shape, np.inf)
-        listed = nearest < centroids.shape[1]
-        found[listed] = _pair_distances(block, np.nonzero(listed)[0], corners, nearest[listed])
-        found = np.minimum(found.min(axis=1), cap)
-        distances[i : i + _BLOCK] = found
-        # Triangles not proposed have centroids beyond the k-th proposal, or beyond the query bound.
-        unlisted_bound = np.minimum(centroid_distance[:, -1], cap + max_radius) - max_radius
-        unsure.append(i + np.flatnonzero(found > unlisted_bound))
-    unsure = np.concatenate(unsure)
-    for i in range(0, len(unsure), _BLOCK):
-        block = unsure[i : i + _BLOCK]
-        found = _wide_search(points[block], distances[block] + max_radius, tree, corners)
-        distances[block] = np.minimum(found, distances[block])
-    return distances
-
-
-def _search_triangles(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-degenerate triangles covering the same surface as ``triangles`` (f, 3, 3), for the search.
-
-    Triangles with a corner farther than ``_SPLIT_SIZE`` × sqrt(mean area) from their centroid are
-    split into four until none is, which adds at most about f triangles.
-
-    Returns
-    -------
-    corners : (3, 3, m) float64
-        Corner, axis, triangle (component-major, see :func:`_pair_distances`).
-    radius : (m,) float64
-        Largest distance from a triangle's centroid to its corners.
-    """
-    todo = np.ascontiguousarray(triangles.transpose(1, 2, 0))
-    double_area = np.sqrt(_dot(*(2 * [_cross(todo[1] - todo[0], todo[2] - todo[0])])))
-    todo = todo[:, :, double_area > 0]
-    if not todo.shape[2]:
-        raise SurfaceCheckError("the mesh has zero surface area")
-    limit = _SPLIT_SIZE * np.sqrt(double_area.sum() / 2.0 / todo.shape[2])
-    done, radii = [], []
-    while todo.shape[2]:
-        centroid = todo.mean(axis=0)
-        radius = np.sqrt(np.max([_dot(corner - centroid, corner - centroid) for corner in todo], axis=0))
-        large = radius > limit
-        done.append(todo[:, :, ~large])
-        radii.append(radius[~large])
-        a, b, c = todo[:, :, large]
-        ab, bc, ca = (a + b) / 2, (b + c) / 2, (c + a) / 2
-        quarters = ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))
-        todo = np.concatenate([np.stack(q) for q in quarters], axis=2)
-    return np.concatenate(done, axis=2), np.concatenate(radii)
-
-
-def _wide_search(points: np.ndarray, reach: np.ndarray, tree: cKDTree, corners: np.ndarray) -> np.ndarray:
-    """(m,) distance from each point (m, 3) to the nearest triangle whose centroid is within ``reach``.
-
-    Infinite where there is none.
-    """
-    candidates = tree.query_ball_point(points, reach, return_sorted=False)
-    counts = np.fromiter((len(c) for c in candidates), dtype=np.int64, count=len(points))
-    owner = np.repeat(np.arange(len(points)), counts)
-    distances = np.full(len(points), np.inf)
-    if len(owner):
-        pairs = _pair_distances(points, owner, corners, np.concatenate(candidates).astype(np.int64))
-        np.minimum.at(distances, owner, pairs)
-    return distances
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    if not len(points):
+        return np.zeros(0)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32))
+    )
+    closest = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    nearest = closest["primitive_ids"].numpy().astype(np.int64)
+    corners = np.ascontiguousarray(vertices[faces[nearest]].transpose(1, 2, 0))
+    distances = _pair_distances(points, np.arange(len(points)), corners, np.arange(len(points)))
+    # A zero-area triangle has no Voronoi regions to project into; its float32 answer stands.
+    degenerate = ~np.isfinite(distances)
+    if degenerate.any():
+        found = closest["points"].numpy()[degenerate].astype(np.float64)
+        distances[degenerate] = np.linalg.norm(found - points[degenerate], axis=1)
+    return np.minimum(distances, cap)
 
 
 def _pair_distances(

@@ -13,6 +13,7 @@ from recon.normals import (
     flipped_share,
     orient_normals,
     orientation_consistency,
+    voxel_subsample,
 )
 
 
@@ -105,3 +106,29 @@ def test_the_fit_drops_normals_of_random_sign_or_flipped_patches_and_says_why():
         kept, report = _usable_scan_normals(points, given)
         assert report["scan_normals"]["dropped"] == dropped, name
         assert (kept is None) == bool(dropped), name
+
+
+def _voxel_subsample_level_by_level(points: np.ndarray, max_points: int) -> np.ndarray:
+    """Reference: coarsen the grid by 1.2 per level, trying every level, until the cells fit."""
+    if len(points) <= max_points:
+        return np.arange(len(points))
+    cell = float(np.ptp(points, axis=0).max()) / 256
+    while True:
+        keys = np.floor((points - points.min(axis=0)) / cell).astype(np.int64)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        if len(first) <= max_points:
+            return np.sort(first)
+        cell *= 1.2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_voxel_subsample_equals_the_level_by_level_search(seed):
+    rng = np.random.default_rng(seed)
+    if seed % 2:
+        points, _ = sphere_points(int(rng.integers(2_000, 30_000)), seed=seed)
+    else:  # a flat, elongated cloud: cell counts fall unlike a closed surface's
+        points = rng.normal(size=(int(rng.integers(500, 30_000)), 3)) * [3.0, 1.0, 0.01]
+    for max_points in (50, 700, 5_000, 40_000):
+        chosen = voxel_subsample(points, max_points)
+        assert len(chosen) <= max_points and np.all(np.diff(chosen) > 0)
+        np.testing.assert_array_equal(chosen, _voxel_subsample_level_by_level(points, max_points))

