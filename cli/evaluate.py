@@ -100,7 +100,12 @@ def eval_cmd(
         click.echo(f"kept the existing {json_path}; pass --force to replace it", err=True)
         return
     inputs = {"pred": str(pred_file), "gt": str(gt), "scan": None if scan is None else str(scan)}
-    write_json(json_path, {"inputs": inputs, "command": sys.argv, **result})
+    # The shape recon batch writes, so that recon report reads a hand-evaluated run like a batch one.
+    definitions = result.pop("definitions")
+    write_json(
+        json_path,
+        {"inputs": inputs, "command": sys.argv, "definitions": definitions, "metrics": result},
+    )
     click.echo(f"wrote {json_path}")
 
 

@@ -16,6 +16,7 @@ from scipy.spatial.distance import cdist
 from recon.cli.main import cli
 from recon.errors import InputError, ReconError
 from recon.metrics import evaluate_reconstruction, sample_surface
+from recon.report import flat_metrics
 
 
 def _noisy_sphere(n, seed, noise=0.05):
@@ -200,8 +201,12 @@ def test_eval_cli_prints_both_units_and_writes_definitions(mesh_files, tmp_path)
     assert "Chamfer-L1" in result.output and "x1000 diag" in result.output
     written = json.loads(out.read_text())
     expected = evaluate_reconstruction(pred, gt, n_samples=3000, seed=0)
-    assert written["chamfer_l1"] == pytest.approx(expected["chamfer_l1"], rel=1e-5)  # PLY stores float32
-    assert "chamfer_l2" in written["definitions"]
+    # The shape recon batch writes: metrics under "metrics", definitions beside them.
+    assert written["metrics"]["chamfer_l1"] == pytest.approx(expected["chamfer_l1"], rel=1e-5)  # float32 PLY
+    assert "chamfer_l2" in written["definitions"] and "definitions" not in written["metrics"]
+    assert flat_metrics(written)["chamfer_l1_x1000"] == pytest.approx(
+        written["metrics"]["x1000_diag"]["chamfer_l1"]
+    )
     assert written["inputs"]["gt"] == str(gt_path)
 
     again = CliRunner().invoke(cli, args)
@@ -216,7 +221,7 @@ def test_eval_cli_takes_a_run_folder_and_writes_its_eval_json(mesh_files, tmp_pa
     pred_path.rename(run / "mesh.ply")
     result = CliRunner().invoke(cli, ["eval", str(run), str(gt_path), "--n-samples", "2000"])
     assert result.exit_code == 0, result.output
-    assert "chamfer_l1" in json.loads((run / "eval.json").read_text())
+    assert "chamfer_l1" in json.loads((run / "eval.json").read_text())["metrics"]
 
     empty = tmp_path / "empty"
     empty.mkdir()
