@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 import torch
 
+from recon.device import resolve_device
 from recon.errors import ConfigError
 from recon.levelset import (
     bounded_newton_step,
@@ -278,17 +279,6 @@ PRESETS: dict[str, Callable[[], FitConfig]] = {
     "paper": paper_preset,
     "tiny": tiny_preset,
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; refuses 'cuda' without a CUDA device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA device is available")
-    if name not in {"cpu", "cuda"}:
-        raise ConfigError(f"unknown device {name!r} (use auto, cpu or cuda)")
-    return torch.device(name)
 
 
 def build_model(config: FitConfig) -> torch.nn.Module:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from recon.device import resolve_device
 from recon.errors import InputError
 from recon.io import check_points
 from recon.models.charts import TEMPLATE_DIMS, TEMPLATES, ChartMLPs, sample_template, template_mesh
@@ -179,7 +180,7 @@ class AtlasNetFitter:
         self.config = config
         points = check_points(points)
         self.normalization = Normalization.fit(points)
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device)
         self.scan = torch.as_tensor(
             self.normalization.to_work(points), dtype=torch.float32, device=self.device
         )
@@ -342,11 +343,3 @@ def fit_atlasnet_with_state(
         "normalization": fitter.normalization.to_dict(),
     }
     return vertices, faces, info, fitter.state_dict()
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)

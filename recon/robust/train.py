@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from recon.device import resolve_device
 from recon.errors import InputError, RunDirError
 from recon.robust import attacks as atk
 from recon.robust.boundary import (
@@ -157,17 +158,6 @@ def validate(config: TrainConfig) -> None:
         raise InputError(f"--margin must be positive, got {config.margin}")
     if config.margin_weight < 0 or config.margin_search <= 0:
         raise InputError("the margin weight must be non-negative and the search radius positive")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; InputError for 'cuda' without a CUDA device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {name!r} (use auto, cpu or cuda)")
-    return torch.device(name)
 
 
 @dataclass
