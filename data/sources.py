@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recon.errors import InputError, ReconError
+from recon.examples import pymeshlab_sample_dir
 
 PYMESHFIX_VERSION = "0.18.1"
 CGAL_DEB = "libcgal-demo"
@@ -131,7 +132,7 @@ def mesh_source(name: str) -> MeshSource:
 def origin_dir(origin: str) -> Path:
     """Folder that holds the files of ``origin`` once it is fetched."""
     if origin == "pymeshlab":
-        return _pymeshlab_sample_dir()
+        return pymeshlab_sample_dir()
     if origin in ORIGINS:
         return cache_dir() / origin
     raise ReconError(f"unknown source {origin!r}; choose from {', '.join(ORIGINS)}")
@@ -140,7 +141,7 @@ def origin_dir(origin: str) -> Path:
 def is_fetched(origin: str) -> bool:
     """Whether the files of ``origin`` are available without a download."""
     if origin == "pymeshlab":
-        return _pymeshlab_sample_dir(required=False) is not None
+        return pymeshlab_sample_dir(required=False) is not None
     return (origin_dir(origin) / _DONE).exists()
 
 
@@ -159,7 +160,7 @@ def source_path(source: MeshSource, fetch: bool = True) -> Path:
 def fetch_origin(origin: str) -> Path:
     """Fetch ``origin`` into the cache (nothing if already there) and return its folder."""
     if origin == "pymeshlab":
-        return _pymeshlab_sample_dir()
+        return pymeshlab_sample_dir()
     target = origin_dir(origin)
     if (target / _DONE).exists():
         return target
@@ -184,18 +185,6 @@ def load_source_mesh(source: MeshSource, fetch: bool = True):
     if source.largest_component:
         mesh = max(mesh.split(only_watertight=False), key=lambda m: len(m.faces))
     return mesh
-
-
-def _pymeshlab_sample_dir(required: bool = True) -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pymeshlab")
-    folder = Path(spec.origin).parent / "tests" / "sample_meshes" if spec and spec.origin else None
-    if folder is None or not folder.is_dir():
-        if required:
-            raise InputError("pymeshlab sample meshes not found: install pymeshlab (pip install pymeshlab)")
-        return None
-    return folder
 
 
 def _fetch_pymeshfix(tmp: Path, staged: Path) -> None:

@@ -14,13 +14,20 @@ EXAMPLES: dict[str, tuple[str, str]] = {
 }
 
 
-def pymeshlab_sample_dir() -> Path:
-    """Folder of pymeshlab's bundled sample meshes."""
-    try:
-        import pymeshlab
-    except ImportError as exc:
-        raise InputError("the embedded examples come with pymeshlab, which is not installed") from exc
-    return Path(pymeshlab.__file__).parent / "tests" / "sample_meshes"
+def pymeshlab_sample_dir(required: bool = True) -> Path | None:
+    """Folder of pymeshlab's bundled sample meshes, found without importing pymeshlab.
+
+    Raises InputError when it is missing and ``required``; returns None otherwise.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("pymeshlab")
+    folder = Path(spec.origin).parent / "tests" / "sample_meshes" if spec and spec.origin else None
+    if folder is None or not folder.is_dir():
+        if required:
+            raise InputError("pymeshlab's sample meshes are not installed (pip install pymeshlab)")
+        return None
+    return folder
 
 
 def example_path(name: str) -> Path:
