@@ -86,7 +86,10 @@ def make_geometry(
         elif faces.min() < 0 or faces.max() >= len(vertices):
             raise ValueError("faces index vertices that do not exist")
     if faces is not None:
-        normals = vertex_normals(vertices, faces)
+        from recon.io.cleanup import area_weighted_vertex_normals
+
+        normals = area_weighted_vertex_normals(vertices, faces)
+        normals = np.zeros_like(vertices) if normals is None else normals  # no face has any area
     elif normals is not None:
         normals = _unit_rows(np.asarray(normals, dtype=np.float64).reshape(-1, 3))
     if colors is None:
@@ -120,16 +123,6 @@ def union_bounds(geometries: Iterable[Geometry]) -> np.ndarray:
         raise ValueError("nothing to frame: every geometry is empty")
     boxes = np.stack(boxes)
     return np.stack([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(n, 3) unit normals: the area-weighted mean of the adjacent face normals (zero for lone vertices)."""
-    tri = vertices[faces]
-    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    acc = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(acc, faces[:, k], face_n)
-    return _unit_rows(acc)
 
 
 def _unit_rows(v: np.ndarray) -> np.ndarray:
