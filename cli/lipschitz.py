@@ -350,11 +350,9 @@ def sdf_cmd(scan, out_dir, steps, width, depth, max_points, lr, resolution, seed
     check = check_distance_bound(model, resolution=resolution, seed=seed)
     import torch
 
-    def field(p):
-        with torch.no_grad():
-            return model(torch.from_numpy(p)).numpy()
+    from recon.models.field import numpy_field
 
-    vertices, faces = extract_mesh(field, resolution=resolution, bound=1.2)
+    vertices, faces = extract_mesh(numpy_field(model), resolution=resolution, bound=1.2)
     if len(faces):
         save_mesh(folder / "mesh.ply", norm.to_scan(vertices), faces=faces, force=True)
     with torch.no_grad():

@@ -32,6 +32,7 @@ from recon.levelset import (
     uniform_seeds,
 )
 from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.models.field import numpy_field
 from recon.models.implicit import ImplicitConfig
 from recon.models.lipschitz_config import LipschitzImplicitConfig
 from recon.models.registry import MODELS, build_network
@@ -593,16 +594,12 @@ class LevelSetFitter:
         return normal_term(grads, self.normals[idx])
 
     # ---------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def field(self, points: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """F at (n, 3) working-frame points → (n,) float32."""
         self.model.eval()
-        out = []
-        for start in range(0, len(points), chunk):
-            x = torch.as_tensor(points[start : start + chunk], dtype=torch.float32, device=self.device)
-            out.append(self.model(x).float().cpu().numpy())
+        values = numpy_field(self.model, device=self.device, chunk=chunk)(points)
         self.model.train()
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        return values
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

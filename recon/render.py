@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
+from recon.models.field import numpy_field
 
 if TYPE_CHECKING:
     from recon.viewer.camera import Camera
@@ -121,18 +122,9 @@ def sphere_trace(
     return TraceResult(depth, hit, origins + t[:, None] * directions, steps, path)
 
 
-def numpy_field(model: Callable[[torch.Tensor], torch.Tensor], chunk: int = 65_536) -> FieldFn:
-    """Wrap a torch function (n, 3) → (n,) as a :data:`FieldFn` (float32 evaluation, no gradients)."""
-
-    def field(points: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(points), chunk):
-                x = torch.as_tensor(points[start : start + chunk], dtype=torch.float32)
-                out.append(model(x).double().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    return field
+def _float64(field: FieldFn) -> FieldFn:
+    """The step arithmetic of sphere tracing in float64 (the network itself runs in float32)."""
+    return lambda points: field(points).astype(np.float64)
 
 
 def field_gradients(model: Callable[[torch.Tensor], torch.Tensor], points: np.ndarray) -> np.ndarray:
@@ -219,7 +211,14 @@ def trace_view(
     origins, directions = camera_rays(camera)
     near, far = box_interval(origins, directions, bound)
     result = sphere_trace(
-        numpy_field(model), origins, directions, lipschitz, eps=eps, max_steps=max_steps, near=near, far=far
+        _float64(numpy_field(model)),
+        origins,
+        directions,
+        lipschitz,
+        eps=eps,
+        max_steps=max_steps,
+        near=near,
+        far=far,
     )
     normals = np.zeros_like(origins)
     if result.hit.any():

@@ -115,7 +115,7 @@ def test_trained_lipschitz_trace_agrees_with_extracted_mesh(trained_lipschitz):
     import open3d as o3d
 
     from recon.extract import extract_mesh
-    from recon.render import numpy_field
+    from recon.models.field import numpy_field
 
     model = trained_lipschitz
     lipschitz = model.lipschitz_bound("l2")

@@ -178,12 +178,9 @@ def zero_set_samples(
 ) -> np.ndarray:
     """(k, 3) points on {F = 0}: marching-cubes vertices of F refined by generalized Newton steps."""
     from recon.extract import extract_mesh
+    from recon.models.field import numpy_field
 
-    def field(p: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(p).float()).numpy().astype(np.float32)
-
-    vertices, _ = extract_mesh(field, resolution=resolution, bound=bound)
+    vertices, _ = extract_mesh(numpy_field(model), resolution=resolution, bound=bound)
     if len(vertices) == 0:
         return np.zeros((0, 3))
     projected = project_to_zero_level_set(
