@@ -14,8 +14,8 @@ from recon.cli.render import render
 from recon.errors import InputError, RunDirError
 from recon.fit import PRESETS, LevelSetFitter
 from recon.normalize import Normalization
-from recon.render import box_interval, camera_rays, render_run, sphere_trace, unit_normals
 from recon.run import RunFolder
+from recon.sphere_trace import box_interval, camera_rays, render_run, sphere_trace, unit_normals
 from recon.viewer.camera import frame_view
 
 RADIUS = 0.6
