@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import NON_NEGATIVE, FiniteFloatRange
+
 # method -> (module, attribute, one-line help shown without importing the module)
 METHODS: dict[str, tuple[str, str, str]] = {
     "poisson": ("recon.cli.baseline", "poisson_cmd", "Screened Poisson (PyMeshLab or Open3D)."),
@@ -140,12 +142,12 @@ def _poisson_option(name: str, field: str, **kwargs):
 @method_options("poisson")
 @_poisson_option("--depth", "depth", type=click.IntRange(1, 16))
 @_poisson_option("--backend", "backend", type=click.Choice(["pymeshlab", "open3d"]))
-@_poisson_option("--trim", "density_trim_quantile", type=click.FloatRange(0, 1, max_open=True))
-@_poisson_option("--outlier-ratio", "outlier_ratio", type=float)
+@_poisson_option("--trim", "density_trim_quantile", type=FiniteFloatRange(0, 1, max_open=True))
+@_poisson_option("--outlier-ratio", "outlier_ratio", type=NON_NEGATIVE)
 @_poisson_option("--outlier-neighbors", "outlier_neighbors", type=click.IntRange(min=1))
 @_poisson_option("--normals", "normals", type=click.Choice(["auto", "scan", "estimate"]))
-@_poisson_option("--point-weight", "point_weight", type=click.FloatRange(min=0))
-@_poisson_option("--samples-per-node", "samples_per_node", type=click.FloatRange(min=1))
+@_poisson_option("--point-weight", "point_weight", type=NON_NEGATIVE)
+@_poisson_option("--samples-per-node", "samples_per_node", type=FiniteFloatRange(min=1))
 @_poisson_option("--threads", "threads", type=click.IntRange(min=0))
 def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **options) -> None:
     """Screened Poisson reconstruction of SCAN, as an expert runs it: the isolated points the levelset fit

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from recon.batch import DEFAULT_METHODS, METHODS, BatchSettings
+from recon.cli.options import FiniteFloatRange
 from recon.metrics import DEFAULT_SAMPLES
 
 
@@ -64,7 +65,7 @@ def _depths(ctx, param, value: str) -> tuple[int, ...]:
 )
 @click.option(
     "--poisson-trim",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloatRange(0, 1, max_open=True),
     help="Override the screened-Poisson density trim quantile (default 0: keep every vertex).",
 )
 @click.option(

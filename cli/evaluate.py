@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import POSITIVE
 from recon.errors import ReconError, RunDirError
 from recon.metrics import DEFAULT_SAMPLES
 
@@ -52,7 +53,7 @@ RATIO_ROWS = (
 @click.option("--seed", default=0, show_default=True, type=int, help="Fixes the surface samples.")
 @click.option(
     "--tau",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     help="F-score threshold in data units [default: 1% of the GT bbox diagonal].",
 )
 @click.option(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import FiniteFloatRange
 from recon.errors import ReconError
 from recon.models.registry import MODELS
 
@@ -38,12 +39,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
-
-
-def _open_unit_interval(ctx, param, value):
-    if value is not None and not 0.0 < value < 1.0:  # also refuses nan
-        raise click.BadParameter(f"must lie strictly between 0 and 1, got {value}")
-    return value
 
 
 @click.command()
@@ -92,8 +87,7 @@ def _open_unit_interval(ctx, param, value):
 )
 @click.option(
     "--closure-winding",
-    type=float,
-    callback=_open_unit_interval,
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
     help="Winding number at which holes and unseen sides are closed (signed-distance start: fast, tiny). "
     "Default 0.5, the soap film over a hole's rim; about 0.35 bulges them, better for round objects seen "
     "from one side (a head, an animal), worse for thin ones (a body seen from the front, a CAD part).",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
+from recon.cli.options import POSITIVE
 from recon.errors import InputError, RunDirError
 
 
@@ -17,6 +19,8 @@ def _floats(text: str, what: str) -> list[float]:
         raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from exc
     if not values:
         raise InputError(f"{what} is empty")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} must be finite numbers, got {text!r}")
     return values
 
 
@@ -191,11 +195,11 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
     "--margin",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     help="Hinge margin.",
 )
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", default=2e-3, show_default=True, type=POSITIVE)
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many training images.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder's model.")
@@ -211,7 +215,6 @@ def train_cmd(
     from recon.lipschitz.plots import plot_training
 
     folder = Path(run_dir)
-    _fresh_outputs(folder, ["model.pt", "train.json"], force)
     config = ClassifierConfig(
         dataset=dataset,
         widths=_widths(widths),
@@ -224,6 +227,7 @@ def train_cmd(
         limit=limit,
         seed=seed,
     )
+    _fresh_outputs(folder, ["model.pt", "train.json"], force)
     model, record = train_classifier(config)
     import torch
 
@@ -305,7 +309,7 @@ def certify_cmd(run_dir, eps_text, norm, limit, attack_steps, seed, force) -> No
 @click.option("--width", default=128, show_default=True, type=click.IntRange(min=2))
 @click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-points", default=20000, show_default=True, type=click.IntRange(min=16))
-@click.option("--lr", default=5e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--lr", default=5e-3, show_default=True, type=POSITIVE)
 @click.option(
     "--resolution",
     default=128,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import POSITIVE
 from recon.errors import InputError
 
 VIEW_CHOICES = ("front", "back", "side", "left", "top", "bottom", "iso")
@@ -34,7 +35,7 @@ def _views(text: str) -> list[str]:
     "--eps",
     default=1e-4,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     help="Hit threshold on |F|.",
 )
 @click.option(

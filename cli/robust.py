@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import NON_NEGATIVE, POSITIVE
 from recon.errors import InputError, ReconError, RunDirError
 
 
@@ -34,9 +35,11 @@ def robust() -> None:
     "--arch", type=click.Choice(["small-cnn", "mlp", "convnet4"]), default="small-cnn", show_default=True
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--eps", type=float, default=0.3, show_default=True, help="Training radius (L∞, pixel units).")
+@click.option(
+    "--eps", type=NON_NEGATIVE, default=0.3, show_default=True, help="Training radius (L∞, pixel units)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many training images.")
 @click.option(
     "--per-class",
@@ -50,7 +53,7 @@ def robust() -> None:
     show_default=True,
     help="PGD steps of madry/trades (reference 40).",
 )
-@click.option("--beta", "trades_beta", type=float, default=6.0, show_default=True, help="TRADES β.")
+@click.option("--beta", "trades_beta", type=NON_NEGATIVE, default=6.0, show_default=True, help="TRADES β.")
 @click.option(
     "--levelset-iters",
     type=click.IntRange(min=1),
@@ -58,8 +61,8 @@ def robust() -> None:
     show_default=True,
     help="Boundary-search PGD and regula falsi iterations (reference 40).",
 )
-@click.option("--eps-correct", type=float, help="Level-set push radius (default ε·4/3).")
-@click.option("--eps-wrong", type=float, help="Level-set pull radius (default ε·5/3).")
+@click.option("--eps-correct", type=POSITIVE, help="Level-set push radius (default ε·4/3).")
+@click.option("--eps-wrong", type=POSITIVE, help="Level-set pull radius (default ε·5/3).")
 @click.option(
     "--warmup-epochs",
     type=click.IntRange(min=0),
@@ -72,17 +75,17 @@ def robust() -> None:
     is_flag=True,
     help="Level-set: add cross-entropy on examples with no boundary point in their box.",
 )
-@click.option("--cure-lambda", type=float, default=4.0, show_default=True)
+@click.option("--cure-lambda", type=NON_NEGATIVE, default=4.0, show_default=True)
 @click.option(
     "--margin",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     help="Margin method: distance to push the boundary to (default: half the median distance from a training "
     "image to its nearest other-class training image).",
 )
 @click.option("--margin-norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
 @click.option(
     "--margin-weight",
-    type=click.FloatRange(min=0),
+    type=NON_NEGATIVE,
     default=1.0,
     show_default=True,
     help="Weight of the margin hinge next to cross-entropy.",
@@ -134,7 +137,7 @@ def _given(name: str) -> bool:
     show_default=True,
     help="fgsm | pgd | pgd-margin | apgd | deepfool | universal | all (comma-separated list accepted).",
 )
-@click.option("--eps", type=float, required=True, help="Budget in pixel units ([0, 1] images).")
+@click.option("--eps", type=NON_NEGATIVE, required=True, help="Budget in pixel units ([0, 1] images).")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
 @click.option(
     "--n",
@@ -145,7 +148,7 @@ def _given(name: str) -> bool:
     help="Test images attacked.",
 )
 @click.option("--steps", type=click.IntRange(min=1), default=40, show_default=True, help="PGD iterations.")
-@click.option("--step-size", type=float, help="PGD step (default 2.5·ε/steps).")
+@click.option("--step-size", type=POSITIVE, help="PGD step (default 2.5·ε/steps).")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--apgd-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -217,7 +220,7 @@ def table(run_dirs, fmt):
     help="Random tangent directions per boundary point.",
 )
 @click.option("--principal-points", type=click.IntRange(min=0), default=5, show_default=True)
-@click.option("--h", type=float, help="Finite-difference length (default √d/512·10).")
+@click.option("--h", type=POSITIVE, help="Finite-difference length (default √d/512·10).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--plot",
@@ -228,7 +231,7 @@ def table(run_dirs, fmt):
 @click.option("--points", type=click.IntRange(min=1, max=12), default=4, show_default=True)
 @click.option(
     "--extent",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     default=3.0,
     show_default=True,
     help="Plot half-width in multiples of each image's DeepFool distance.",
@@ -350,9 +353,9 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Adam steps per run, any k."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--margin", type=click.FloatRange(min=0, min_open=True), help="Fixed margin (default per run).")
-@click.option("--margin-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
+@click.option("--margin", type=POSITIVE, help="Fixed margin (default per run).")
+@click.option("--margin-weight", type=NON_NEGATIVE, default=1.0, show_default=True)
 @click.option("--boundary-iters", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--test-limit", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
@@ -394,11 +397,9 @@ def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):
 @click.option("-o", "--output", "image", type=click.Path(path_type=Path), required=True, help="PNG to write.")
 @click.option("--per-class", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option(
-    "--margin", type=click.FloatRange(min=0, min_open=True), help="L2 margin (default from the data)."
-)
-@click.option("--margin-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--noise", type=click.FloatRange(min=0), default=0.08, show_default=True)
+@click.option("--margin", type=POSITIVE, help="L2 margin (default from the data).")
+@click.option("--margin-weight", type=NON_NEGATIVE, default=1.0, show_default=True)
+@click.option("--noise", type=NON_NEGATIVE, default=0.08, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite the PNG.")
 def toy(image, force, **options):

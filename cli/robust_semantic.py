@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import NON_NEGATIVE, POSITIVE, FiniteFloatRange
 from recon.errors import InputError, RunDirError
 
 _METHODS = ("naive", "oir_b", "oir_w")
@@ -35,7 +36,9 @@ def semantic() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--images-per-epoch", type=click.IntRange(min=1), default=2400, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate (cosine decay).")
+@click.option(
+    "--lr", type=POSITIVE, default=2e-3, show_default=True, help="Adam learning rate (cosine decay)."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
 @click.option("--quiet", is_flag=True)
@@ -105,7 +108,13 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_shape_option("train")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Default: RUN/maps.")
-@click.option("--elevation", type=float, default=35.0, show_default=True, help="Elevation of the 1D map.")
+@click.option(
+    "--elevation",
+    type=FiniteFloatRange(-90, 90),
+    default=35.0,
+    show_default=True,
+    help="Elevation of the 1D map.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing maps.")
 def map_cmd(run_dir, shapes, out_dir, elevation, force):
     """Network Semantic Maps: p(true class) over azimuth (1D) and azimuth × elevation (2D), .npy + .png."""
@@ -149,12 +158,18 @@ def map_cmd(run_dir, shapes, out_dir, elevation, force):
 )
 @click.option("--method", "method_names", default="all", show_default=True, help="naive,oir_b,oir_w or all.")
 @click.option("--steps", type=click.IntRange(min=1), default=800, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--alpha", type=float, default=0.05, show_default=True)
-@click.option("--beta", type=float, default=0.0009, show_default=True)
-@click.option("--reg", type=float, default=0.1, show_default=True)
+@click.option("--lr", type=POSITIVE, default=0.1, show_default=True)
+@click.option("--alpha", type=NON_NEGATIVE, default=0.05, show_default=True)
+@click.option("--beta", type=NON_NEGATIVE, default=0.0009, show_default=True)
+@click.option("--reg", type=NON_NEGATIVE, default=0.1, show_default=True)
 @click.option("--dims", type=click.IntRange(1, 2), default=2, show_default=True, help="1: azimuth only.")
-@click.option("--elevation", type=float, default=35.0, show_default=True, help="Elevation when --dims 1.")
+@click.option(
+    "--elevation",
+    type=FiniteFloatRange(-90, 90),
+    default=35.0,
+    show_default=True,
+    help="Elevation when --dims 1.",
+)
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Default: RUN/regions.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 def regions(
@@ -239,7 +254,13 @@ def _write_regions(out_dir: Path, classifier, instances, run, config) -> None:
 @click.option("--method", "method_names", default="all", show_default=True, help="naive,oir_b,oir_w or all.")
 @click.option("--steps", type=click.IntRange(min=1), default=800, show_default=True)
 @click.option("--dims", type=click.IntRange(1, 2), default=2, show_default=True, help="1: azimuth only.")
-@click.option("--elevation", type=float, default=35.0, show_default=True, help="Elevation when --dims 1.")
+@click.option(
+    "--elevation",
+    type=FiniteFloatRange(-90, 90),
+    default=35.0,
+    show_default=True,
+    help="Elevation when --dims 1.",
+)
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 def srvr(run_dirs, shapes, inits, method_names, steps, dims, elevation, out_dir, force):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from recon.cli.options import POSITIVE, FiniteFloatRange
 from recon.errors import ConfigError, ReconError
 
 COLOR_MODES = ("default", "error", "normals")
@@ -64,7 +65,7 @@ def _parse_up(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Ground-truth mesh or scan to compare reconstructions with (shown as an extra row).",
 )
 @click.option(
-    "--vmax", type=float, help="Distance at the end of the error scale [default: 1% of the bbox diagonal]."
+    "--vmax", type=POSITIVE, help="Distance at the end of the error scale [default: 1% of the bbox diagonal]."
 )
 @click.option(
     "--cmap",
@@ -74,7 +75,7 @@ def _parse_up(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--point-size",
-    type=click.FloatRange(0.5, 50),
+    type=FiniteFloatRange(0.5, 50),
     default=2.0,
     show_default=True,
     help="Point size in pixels.",

@@ -378,3 +378,55 @@ def test_run_folder_errors_are_run_dir_errors(tmp_path):
     for path in (tmp_path / "nothing", tmp_path / "file"):
         with pytest.raises(RunDirError):
             extract_run(path)
+
+
+# ------------------------------------------------------- sibling modules: options that make no sense
+
+NONSENSE_OPTIONS = {
+    "robust train --lr -1": ["robust", "train", "--method", "standard", "--dataset", "digits", "--lr", "-1"],
+    "robust train --lr nan": ["robust", "train", "--method", "standard", "--dataset", "digits", "--lr", "nan"],
+    "robust train levelset --eps nan": ["robust", "train", "--method", "levelset", "--dataset", "digits",
+                                        "--eps", "nan"],
+    "robust train --eps-wrong inf": ["robust", "train", "--method", "levelset", "--eps-wrong", "inf"],
+    "lipschitz train --lr nan": ["lipschitz", "train", "--lr", "nan"],
+    "lipschitz train --widths 255": ["lipschitz", "train", "--widths", "255", "--epochs", "1"],
+    "lipschitz train --widths 256 --group-size 3": ["lipschitz", "train", "--widths", "256", "--group-size",
+                                                     "3", "--epochs", "1"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(NONSENSE_OPTIONS))
+def test_nonsense_training_options_are_refused_before_anything_is_written(tmp_path, case):
+    run = tmp_path / "run"
+    code, _, err = run_cli([*NONSENSE_OPTIONS[case], "-o", str(run)])
+    assert code == 2, err
+    assert "Traceback" not in err and err.strip()
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "options", [["--eps", "nan"], ["--eps", "inf"], ["--eps", "-0.1"], ["--eps", "0.1", "--step-size", "-1"]]
+)
+def test_nonsense_attack_budgets_are_refused(tmp_path, options):
+    run = tmp_path / "run"
+    run.mkdir()
+    code, _, err = run_cli(["robust", "attack", str(run), *options])
+    assert code == 2 and "Traceback" not in err and err.strip()
+    assert list(run.iterdir()) == []
+
+
+@pytest.mark.parametrize("eps", ["nan", "0.1,inf"])
+def test_lipschitz_certify_refuses_a_non_finite_radius(tmp_path, eps):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert_one_line_error(*run_cli(["lipschitz", "certify", str(run), "--eps", eps])[::2])
+    assert list(run.iterdir()) == []
+
+
+def test_lipschitz_certify_of_an_empty_model_file_is_one_clear_line(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"")
+    code, _, err = run_cli(["lipschitz", "certify", str(run), "--eps", "0.5"])
+    line = assert_one_line_error(code, err)
+    assert code == 2 and "model.pt" in line and "aborted" not in err

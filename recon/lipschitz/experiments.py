@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from recon.atomic import atomic_path
-from recon.errors import InputError
+from recon.errors import ConfigError, InputError
 from recon.lipschitz.certify import certified_radius, logit_margins, multiclass_hinge
 from recon.lipschitz.network import (
     LipschitzMLP,
@@ -296,6 +296,15 @@ class ClassifierConfig:
     """Use at most this many training images."""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.activation == "groupsort" and any(w % self.group_size for w in self.widths):
+            raise ConfigError(
+                f"every hidden width must split into GroupSort groups of {self.group_size}, got widths "
+                f"{', '.join(map(str, self.widths))}"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0 and math.isfinite(self.margin) and self.margin > 0):
+            raise ConfigError(f"lr and margin must be finite and > 0, got {self.lr} and {self.margin}")
+
 
 def load_images(
     dataset: str, split: str, limit: int | None = None, seed: int = 0
@@ -491,6 +500,8 @@ def load_classifier(run_dir: Path) -> SavedClassifier:
         config = ClassifierConfig(**values)
         model = make_classifier(config, tuple(payload["input_shape"]), int(payload["n_classes"]))
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable Lipschitz classifier ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - empty, truncated or foreign files fail in many ways (EOFError...)
+        raise InputError(
+            f"{path} is not a readable Lipschitz classifier ({type(exc).__name__}: {exc})"
+        ) from exc
     return SavedClassifier(config=config, model=model.eval())

@@ -140,6 +140,20 @@ class TrainConfig:
 
 def validate(config: TrainConfig) -> None:
     """Raise InputError for options no training can use."""
+    numbers = {
+        name: getattr(config, name)
+        for name in ("lr", "eps", "trades_beta", "eps_correct", "eps_wrong", "accept", "correct_weight",
+                     "cure_lambda", "cure_h", "margin", "margin_weight", "margin_search")
+    }  # fmt: skip
+    bad = [
+        f"{name}={value}" for name, value in numbers.items() if value is not None and not math.isfinite(value)
+    ]
+    if bad:
+        raise InputError(f"options must be finite numbers: {', '.join(bad)}")
+    if config.lr <= 0:
+        raise InputError(f"--lr must be positive, got {config.lr}")
+    if config.eps < 0:
+        raise InputError(f"--eps must be >= 0, got {config.eps}")
     if config.method not in METHODS:
         raise InputError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     if config.arch not in ARCHITECTURES:
