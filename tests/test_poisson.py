@@ -177,7 +177,7 @@ def test_poisson_rejects_bad_input():
 
 
 def test_every_config_field_has_help_text():
-    from recon.cli.baseline import field_help
+    from recon.cli.options import field_help
 
     help_text = field_help(PoissonConfig)
     assert set(help_text) == {f.name for f in fields(PoissonConfig)}

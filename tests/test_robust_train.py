@@ -214,3 +214,19 @@ def test_levelset_with_unsampled_xent_trains(tmp_path):
     record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert np.isfinite(record["loss"]) and record["boundary_fraction"] is not None
     assert load_classifier(result.run_dir)[1].unsampled_xent is True
+
+
+def test_train_options_come_from_the_config_dataclass():
+    from dataclasses import fields
+
+    from recon.cli.options import field_help
+    from recon.cli.robust import train
+    from recon.robust.train import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    docs = field_help(TrainConfig)
+    options = [p for p in train.params if p.name in names]
+    assert len(options) >= 20
+    for option in options:
+        assert option.default == getattr(TrainConfig(), option.name), option.name
+        assert option.help == docs.get(option.name), option.name

@@ -59,13 +59,17 @@ class TrainConfig:
     arch: str = "small-cnn"
     """small-cnn | mlp | convnet4"""
     epochs: int = 10
+    """Passes over the training images."""
     batch_size: int = 128
+    """Images per step."""
     lr: float = 1e-3
     """Adam learning rate, halved at 50% and 75% of the epochs (the reference's [100, 150] of 200)."""
     eps: float = 0.3
     """Training radius ε (L∞, pixel units); ε_base of the level-set method."""
     seed: int = 0
+    """Seed of every random choice (subset, initialization, batches, attacks)."""
     device: str = "auto"
+    """auto (CUDA when present) | cpu | cuda"""
     limit: int | None = None
     """Use at most this many training images."""
     per_class: int | None = None
@@ -73,6 +77,7 @@ class TrainConfig:
     pgd_steps: int = 10
     """PGD iterations of madry and trades (reference 40); step 2.5·ε/steps."""
     trades_beta: float = 6.0
+    """TRADES β: weight of the KL term between clean and adversarial predictions."""
     eps_correct: float | None = None
     """Level-set push radius for correct points; None: ε·4/3 (reference 0.4 at ε 0.3)."""
     eps_wrong: float | None = None
@@ -89,6 +94,7 @@ class TrainConfig:
     crosses the boundary within the boxes, so the level-set loss alone (the reference has no CE) has no
     samples and no signal (observed on digits at ε 0.1; the reference's ε_w = 0.5 on MNIST is wide enough)."""
     cure_lambda: float = 4.0
+    """CURE weight of the curvature penalty."""
     cure_h: float | None = None
     """CURE finite-difference length ‖z‖₂; None: ε·√d (a corner of the ε-box), ramped over half the epochs."""
     test_limit: int = 1000
