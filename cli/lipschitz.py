@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import POSITIVE
+from recon.cli.options import POSITIVE, config_option
 from recon.errors import InputError, RunDirError
 
 
@@ -180,28 +180,33 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
     click.echo(f"wrote {folder / 'wasserstein.json'} and wasserstein.png ({result['seconds']} s)")
 
 
+def _classifier_option(field: str, *flags: str, **kwargs):
+    """An option of ``lipschitz train``: default and help from the ClassifierConfig field."""
+    from recon.lipschitz.experiments import ClassifierConfig
+
+    return config_option(ClassifierConfig, field, *flags, **kwargs)
+
+
+def _default_widths() -> str:
+    from recon.lipschitz.experiments import ClassifierConfig
+
+    return ",".join(map(str, ClassifierConfig().widths))
+
+
 @lipschitz.command("train", short_help="Train a certified-robust Lipschitz classifier.")
 @click.argument("dataset", default="digits")
 @click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@_classifier_option("layer", type=click.Choice(["bjorck", "linf", "spectral"]))
+@_classifier_option("activation", type=click.Choice(["groupsort", "relu"]))
+@_classifier_option("group_size", type=click.IntRange(min=1))
 @click.option(
-    "--layer", type=click.Choice(["bjorck", "linf", "spectral"]), default="bjorck", show_default=True
+    "--widths", default=_default_widths(), show_default=True, help="Hidden widths, comma-separated."
 )
-@click.option(
-    "--activation", type=click.Choice(["groupsort", "relu"]), default="groupsort", show_default=True
-)
-@click.option("--group-size", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--widths", default="256,256", show_default=True, help="Hidden widths, comma-separated.")
-@click.option(
-    "--margin",
-    default=1.0,
-    show_default=True,
-    type=POSITIVE,
-    help="Hinge margin.",
-)
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=2e-3, show_default=True, type=POSITIVE)
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many training images.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@_classifier_option("margin", type=POSITIVE)
+@_classifier_option("epochs", type=click.IntRange(min=1))
+@_classifier_option("lr", type=POSITIVE)
+@_classifier_option("limit", type=click.IntRange(min=1))
+@_classifier_option("seed", type=int)
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder's model.")
 def train_cmd(
     dataset, run_dir, layer, activation, group_size, widths, margin, epochs, lr, limit, seed, force

@@ -285,16 +285,23 @@ class ClassifierConfig:
     layer: str = "bjorck"
     """'bjorck' (certify in ℓ2), 'linf' (certify in ℓ∞) or 'spectral' (baseline)."""
     activation: str = "groupsort"
+    """'groupsort' (gradient-norm preserving, sorts groups of group_size) or 'relu'."""
     group_size: int = 2
+    """GroupSort group size; every hidden width must be a multiple of it."""
     bjorck_iters: int = 15
+    """Björck orthonormalization iterations per forward."""
     margin: float = 1.0
     """Hinge margin (certified ℓ2 radius of a margin-m point: m/√2 for L = 1)."""
     epochs: int = 30
+    """Passes over the training images."""
     batch: int = 128
+    """Images per step."""
     lr: float = 2e-3
+    """Adam learning rate."""
     limit: int | None = None
     """Use at most this many training images."""
     seed: int = 0
+    """Seed of the subset, the initialization and the batches."""
 
     def __post_init__(self) -> None:
         if self.activation == "groupsort" and any(w % self.group_size for w in self.widths):
