@@ -26,7 +26,7 @@ from recon.io.cleanup import (
     merge_duplicate_vertices,
     unit_normals_or_none,
 )
-from recon.io.common import TOL, Geometry, fail
+from recon.io.common import TOL, RawGeometry, fail
 from recon.io.faust import faust_registration_path, faust_scan_paths
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_READERS: dict[str, Callable[[Path], Geometry]] = {
+_READERS: dict[str, Callable[[Path], RawGeometry]] = {
     ".ply": ply.read_ply,
     ".obj": obj.read_obj,
     ".off": off.read_off,
@@ -128,7 +128,7 @@ def load_scan(path: str | os.PathLike, *, min_points: int = 16) -> PointCloud:
     normals = _normals_of_shape(geometry.normals, points.shape, path)
     faces = None if geometry.faces is None else _checked_faces(geometry.faces, len(points), path)
     if faces is not None:
-        points, normals, faces = _tidy_mesh(Geometry(points, normals, faces))
+        points, normals, faces = _tidy_mesh(RawGeometry(points, normals, faces))
         points = check_points(points, min_points=min_points, name=str(path))
     normals = unit_normals_or_none(normals, str(path))
     if normals is None and faces is not None:
@@ -299,7 +299,7 @@ def _readable_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def _read(path: Path) -> Geometry:
+def _read(path: Path) -> RawGeometry:
     """The reader's raw geometry; any failure below it becomes an InputError naming the file."""
     try:
         return _READERS[path.suffix.lower()](path)
@@ -339,13 +339,13 @@ def _face_problem(faces: np.ndarray, n_points: int) -> str | None:
     return None
 
 
-def _tidy_mesh(mesh: Geometry) -> Geometry:
+def _tidy_mesh(mesh: RawGeometry) -> RawGeometry:
     """The mesh with duplicate vertices merged, degenerate faces dropped and unused vertices removed."""
     merged = merge_duplicate_vertices(mesh)
     faces = drop_degenerate_faces(merged.faces)
     if len(faces) == 0:
-        return Geometry(merged.points, merged.normals, None)
-    return drop_unreferenced_vertices(Geometry(merged.points, merged.normals, faces))
+        return RawGeometry(merged.points, merged.normals, None)
+    return drop_unreferenced_vertices(RawGeometry(merged.points, merged.normals, faces))
 
 
 def _writable_path(path: str | os.PathLike, writers: dict, force: bool) -> Path:

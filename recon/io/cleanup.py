@@ -6,12 +6,12 @@ import logging
 
 import numpy as np
 
-from recon.io.common import TOL, Geometry
+from recon.io.common import TOL, RawGeometry
 
 log = logging.getLogger(__name__)
 
 
-def merge_duplicate_vertices(geometry: Geometry) -> Geometry:
+def merge_duplicate_vertices(geometry: RawGeometry) -> RawGeometry:
     """The mesh with exactly coincident vertices merged into their first occurrence.
 
     Faces are re-indexed; file normals of merged vertices are summed (normalised later). Vertex order
@@ -38,7 +38,7 @@ def merge_duplicate_vertices(geometry: Geometry) -> Geometry:
         merged_normals = np.zeros((len(keep_order), 3))
         for c in range(3):
             merged_normals[:, c] = np.bincount(remap, weights=normals[:, c], minlength=len(keep_order))
-    return Geometry(points[first[keep_order]], merged_normals, remap[faces])
+    return RawGeometry(points[first[keep_order]], merged_normals, remap[faces])
 
 
 def drop_degenerate_faces(faces: np.ndarray) -> np.ndarray:
@@ -47,7 +47,7 @@ def drop_degenerate_faces(faces: np.ndarray) -> np.ndarray:
     return faces[distinct]
 
 
-def drop_unreferenced_vertices(geometry: Geometry) -> Geometry:
+def drop_unreferenced_vertices(geometry: RawGeometry) -> RawGeometry:
     """The mesh without vertices that no face uses; faces are re-indexed."""
     points, normals, faces = geometry
     used = np.zeros(len(points), dtype=bool)
@@ -55,7 +55,7 @@ def drop_unreferenced_vertices(geometry: Geometry) -> Geometry:
     if used.all():
         return geometry
     new_index = np.cumsum(used) - 1
-    return Geometry(points[used], None if normals is None else normals[used], new_index[faces])
+    return RawGeometry(points[used], None if normals is None else normals[used], new_index[faces])
 
 
 def unit_normals_or_none(normals: np.ndarray | None, source: str) -> np.ndarray | None:

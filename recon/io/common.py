@@ -33,7 +33,7 @@ class Tolerances:
 TOL = Tolerances()
 
 
-class Geometry(NamedTuple):
+class RawGeometry(NamedTuple):
     """What a format reader returns, before cleaning and validation.
 
     Attributes

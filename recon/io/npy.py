@@ -10,21 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail
+from recon.io.common import RawGeometry, fail
 
 POINT_KEYS = ("points", "xyz", "vertices")
 
 
-def read_npy(path: Path) -> Geometry:
+def read_npy(path: Path) -> RawGeometry:
     """Points and normals of an (n, 3) or (n, 6) array file."""
     array = _load(path)
     if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] not in (3, 6):
         raise fail(path, f"expected an (n, 3) or (n, 6) array, got shape {getattr(array, 'shape', None)}")
     _numeric(array, path, "array")
-    return Geometry(array[:, :3], array[:, 3:6] if array.shape[1] == 6 else None, None)
+    return RawGeometry(array[:, :3], array[:, 3:6] if array.shape[1] == 6 else None, None)
 
 
-def read_npz(path: Path) -> Geometry:
+def read_npz(path: Path) -> RawGeometry:
     """Points, normals and faces stored under the keys named in the module docstring."""
     archive = _load(path)
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -48,7 +48,7 @@ def read_npz(path: Path) -> Geometry:
         faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer)
     ):
         raise fail(path, f"'faces' must be an (m, 3) integer array, got {faces.dtype} {faces.shape}")
-    return Geometry(points, normals, faces.astype(np.int64) if faces is not None and len(faces) else None)
+    return RawGeometry(points, normals, faces.astype(np.int64) if faces is not None and len(faces) else None)
 
 
 def write_npy(

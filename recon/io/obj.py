@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail, fan_triangulate, triangles_from_ragged
+from recon.io.common import RawGeometry, fail, fan_triangulate, triangles_from_ragged
 
 
-def read_obj(path: Path) -> Geometry:
+def read_obj(path: Path) -> RawGeometry:
     """Points, vertex normals and fan-triangulated faces of an OBJ file.
 
     Normals come from the ``vn`` entries the faces point at (averaged over a vertex's corners); an OBJ
@@ -26,12 +26,12 @@ def read_obj(path: Path) -> Geometry:
     f_lines = _statements(data, b"f")
     if not f_lines:
         normals = file_normals if file_normals is not None and len(file_normals) == len(points) else None
-        return Geometry(points, normals, None)
+        return RawGeometry(points, normals, None)
     faces, normal_refs = _face_corners(f_lines, data, path)
     normals = None
     if normal_refs is not None and file_normals is not None:
         normals = _corner_normals_per_vertex(faces, normal_refs, file_normals, len(points), path)
-    return Geometry(points, normals, faces)
+    return RawGeometry(points, normals, faces)
 
 
 def _statements(data: bytes, keyword: bytes) -> list[bytes]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail, fan_triangulate, triangles_from_ragged
+from recon.io.common import RawGeometry, fail, fan_triangulate, triangles_from_ragged
 
 
-def read_off(path: Path) -> Geometry:
+def read_off(path: Path) -> RawGeometry:
     """Points, vertex normals (NOFF) and fan-triangulated faces of an OFF file."""
     lines = [line.split(b"#")[0].strip() for line in path.read_bytes().split(b"\n")]
     lines = [line for line in lines if line]
@@ -38,7 +38,7 @@ def read_off(path: Path) -> Geometry:
         raise fail(path, f"bad OFF vertex line: {error}") from None
     normals = table[:, 3:6] if "N" in keyword else None
     faces = _faces(body[n_vertices : n_vertices + n_faces], path) if n_faces else None
-    return Geometry(table[:, :3], normals, faces)
+    return RawGeometry(table[:, :3], normals, faces)
 
 
 def write_off(path: Path, points: np.ndarray, normals: np.ndarray | None, faces: np.ndarray | None) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail
+from recon.io.common import RawGeometry, fail
 
 _NORMAL_FIELDS = ("normal_x", "normal_y", "normal_z")
 
 
-def read_pcd(path: Path) -> Geometry:
+def read_pcd(path: Path) -> RawGeometry:
     """Points and normals (``normal_x normal_y normal_z``) of a PCD file."""
     data = path.read_bytes()
     header, body = _header(data, path)
@@ -39,7 +39,7 @@ def read_pcd(path: Path) -> Geometry:
         returned = np.isfinite(points).all(axis=1)
         points = points[returned]
         normals = None if normals is None else normals[returned]
-    return Geometry(points, normals, None)
+    return RawGeometry(points, normals, None)
 
 
 def write_pcd(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail, fan_triangulate, triangles_from_ragged
+from recon.io.common import RawGeometry, fail, fan_triangulate, triangles_from_ragged
 
 _TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -43,7 +43,7 @@ class _Element:
         return any(p.count_code is not None for p in self.properties)
 
 
-def read_ply(path: Path) -> Geometry:
+def read_ply(path: Path) -> RawGeometry:
     """Points, vertex normals (``nx ny nz``) and triangulated faces of a PLY file."""
     data = path.read_bytes()
     fmt, elements, body_start = _parse_header(data, path)
@@ -58,7 +58,7 @@ def read_ply(path: Path) -> Geometry:
     normals = None
     if all(k in vertex for k in ("nx", "ny", "nz")):
         normals = np.column_stack([vertex["nx"], vertex["ny"], vertex["nz"]])
-    return Geometry(points, normals, _faces(values.get("face"), path))
+    return RawGeometry(points, normals, _faces(values.get("face"), path))
 
 
 def write_ply(path: Path, points: np.ndarray, normals: np.ndarray | None, faces: np.ndarray | None) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail
+from recon.io.common import RawGeometry, fail
 from recon.io.xyz import read_xyz
 
 _MAGIC = b"[Expe/PointSet/"
 _TYPE_SIZE = {"r32": 4, "i32": 4, "ui32": 4, "r16": 2, "i16": 2, "ui16": 2, "i8": 1, "ui8": 1}
 
 
-def read_pts(path: Path) -> Geometry:
+def read_pts(path: Path) -> RawGeometry:
     """Points and normals of an Expe point set, or of a text ``.pts`` file."""
     data = path.read_bytes()
     if not data.startswith(_MAGIC):
@@ -51,7 +51,7 @@ def _expe_header(data: bytes, path: Path) -> tuple[bytes, int, list[tuple[str, i
     return lines[0].encode(), n_points, properties, data[end + len(b"\ndata\n") :]
 
 
-def _expe_binary(body: bytes, n_points: int, properties: list, path: Path) -> Geometry:
+def _expe_binary(body: bytes, n_points: int, properties: list, path: Path) -> RawGeometry:
     fields = [(name, f"V{size}") for name, size, _ in properties]
     dtype = np.dtype(fields)
     if len(body) < n_points * dtype.itemsize:
@@ -70,10 +70,10 @@ def _expe_binary(body: bytes, n_points: int, properties: list, path: Path) -> Ge
 
     if vectors("position") is None:
         raise fail(path, "Expe point set positions are not three 32-bit floats")
-    return Geometry(vectors("position"), vectors("normal"), None)
+    return RawGeometry(vectors("position"), vectors("normal"), None)
 
 
-def _expe_ascii(body: bytes, n_points: int, properties: list, path: Path) -> Geometry:
+def _expe_ascii(body: bytes, n_points: int, properties: list, path: Path) -> RawGeometry:
     rows = [line.replace(b";", b" ").replace(b",", b" ") for line in body.split(b"\n") if line.strip()]
     try:
         table = np.loadtxt(rows[:n_points], dtype=np.float64, ndmin=2)
@@ -84,6 +84,6 @@ def _expe_ascii(body: bytes, n_points: int, properties: list, path: Path) -> Geo
     starts = np.cumsum([0] + [count for _, _, count in properties])
     columns = {name: table[:, s : s + count] for (name, _, count), s in zip(properties, starts, strict=False)}
     normals = columns.get("normal")
-    return Geometry(
+    return RawGeometry(
         columns["position"], normals if normals is not None and normals.shape[1] == 3 else None, None
     )

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail
+from recon.io.common import RawGeometry, fail
 
 _HEADER = 80
 _RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
 
 
-def read_stl(path: Path) -> Geometry:
+def read_stl(path: Path) -> RawGeometry:
     """Corner points (3m, 3) and faces (m, 3) of an STL file; facet normals are not vertex normals."""
     data = path.read_bytes()
     if len(data) >= _HEADER + 4:
@@ -52,5 +52,5 @@ def _ascii_corners(data: bytes, path: Path) -> np.ndarray:
         raise fail(path, f"bad ascii STL vertex: {error}") from None
 
 
-def _soup(corners: np.ndarray) -> Geometry:
-    return Geometry(corners, None, np.arange(len(corners), dtype=np.int64).reshape(-1, 3))
+def _soup(corners: np.ndarray) -> RawGeometry:
+    return RawGeometry(corners, None, np.arange(len(corners), dtype=np.int64).reshape(-1, 3))

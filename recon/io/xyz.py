@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.io.common import Geometry, fail
+from recon.io.common import RawGeometry, fail
 
 
-def read_xyz(path: Path) -> Geometry:
+def read_xyz(path: Path) -> RawGeometry:
     """Points and, where the columns say so, normals of a text point file."""
     lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
     declared = None
@@ -25,7 +25,7 @@ def read_xyz(path: Path) -> Geometry:
     table = _table(lines, path)
     if declared is not None and declared != len(table):
         raise fail(path, f"PTS header declares {declared} points, the file has {len(table)}")
-    return Geometry(table[:, :3], _normals(table, path.suffix.lower()), None)
+    return RawGeometry(table[:, :3], _normals(table, path.suffix.lower()), None)
 
 
 def write_xyz(
