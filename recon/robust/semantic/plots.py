@@ -95,15 +95,3 @@ def plot_map_2d(
     if boxes:
         axis.legend(fontsize=7, loc="upper right", framealpha=0.6)
     _save(figure, path)
-
-
-def plot_views(images: np.ndarray, angles: np.ndarray, path: str | Path, title: str = "") -> None:
-    """A strip of (k, S, S) renders labelled with their (azimuth, elevation)."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images), 1.9), squeeze=False)
-    for axis, image, (az, el) in zip(axes[0], images, angles, strict=True):
-        axis.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
-        axis.set_title(f"{az:.0f}°, {el:.0f}°", fontsize=7)
-        axis.axis("off")
-    figure.suptitle(title, fontsize=8)
-    _save(figure, path)

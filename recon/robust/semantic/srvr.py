@@ -26,7 +26,7 @@ from recon.robust.semantic.regions import (
     domain_volume,
     find_regions,
 )
-from recon.robust.semantic.shapes import SHAPE_CLASSES, ShapeInstance, class_of, make_instance, split_bases
+from recon.robust.semantic.shapes import ShapeInstance, class_of, make_instance, split_bases
 
 
 def evaluation_shapes(selection: str, classes: list[str], points: int, seed: int) -> list[ShapeInstance]:
@@ -191,8 +191,3 @@ def _srvr_cell(entry: dict | None) -> str:
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def known_shapes() -> list[str]:
-    """Every base mesh name, for help texts."""
-    return [b for bases in SHAPE_CLASSES.values() for b in bases]
