@@ -8,6 +8,7 @@ command function plus one entry here.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from dataclasses import asdict
 from functools import cache
@@ -67,40 +68,30 @@ def method_options(method: str):
 def write_baseline_run(
     output: Path, method: str, scan: Path, config, seed: int, force: bool, run_method, write_extra=None
 ) -> Path:
-    """Call ``run_method()`` -> (vertices, faces, info) and write its run folder.
+    """Call ``run_method()`` -> (vertices, faces, info) and write its run folder (recon.baselines.runner).
 
     The folder is checked before and written only after the method succeeds, so a failure leaves nothing
     behind; ``write_extra(run)``, if given, adds method-specific files (e.g. a checkpoint); DONE is written
     last.
     """
-    from recon.errors import ReconError, RunDirError
-    from recon.run import RunFolder, environment_metadata
+    from recon.baselines.runner import run_baseline
+    from recon.errors import RunDirError
 
     if output.is_dir() and any(output.iterdir()) and not force:
         raise RunDirError(f"{output} is not empty; pass --force to overwrite it or choose another -o")
-    meta = environment_metadata(device="cpu", seed=seed)
-    start = time.perf_counter()
-    try:
-        vertices, faces, info = run_method()
-    except ReconError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a native solver may fail in any way on odd input
-        problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise ReconError(f"{method} failed on {scan} ({problem})") from exc
-    seconds = time.perf_counter() - start
-
-    run = RunFolder.create(output, force=force)
-    run.write_method_result(
-        method=method,
-        scan=str(scan.resolve()),
-        config=asdict(config),
-        meta={**meta, "method": method, "seconds": seconds, "info": info},
-        vertices=vertices,
-        faces=faces,
+    run, summary = run_baseline(
+        method,
+        os.path.abspath(scan),
+        output,
+        asdict(config),
+        run_method,
+        seed=seed,
+        device="cpu",
+        force=force,
     )
     if write_extra is not None:
         write_extra(run)
-    run.mark_done({"method": method, "seconds": seconds, "n_vertices": len(vertices), "n_faces": len(faces)})
+    run.mark_done({"method": method} | summary)
     return run.path
 
 
