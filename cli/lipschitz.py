@@ -326,57 +326,19 @@ def certify_cmd(run_dir, eps_text, norm, limit, attack_steps, seed, force) -> No
 @click.option("--force", is_flag=True, help="Overwrite sdf.json / mesh.ply.")
 def sdf_cmd(scan, out_dir, steps, width, depth, max_points, lr, resolution, seed, force) -> None:
     """Fit a 1-Lipschitz implicit network whose |F| regresses the distance to SCAN (a file or
-    example:NAME), write its mesh, and check |F(x)| <= dist(x, {F = 0}) on random points."""
-    from dataclasses import asdict
+    example:NAME) into a run folder, mesh it, and check |F(x)| <= dist(x, {F = 0}) on random points."""
+    from recon.lipschitz.implicit import DistanceFitConfig, LipschitzImplicitConfig
+    from recon.lipschitz.sdf import DistanceRunConfig, distance_field_run
 
-    import numpy as np
-
-    from recon.extract import extract_mesh
-    from recon.io import save_mesh
-    from recon.lipschitz.experiments import load_point_set
-    from recon.lipschitz.implicit import (
-        DistanceFitConfig,
-        LipschitzImplicitConfig,
-        check_distance_bound,
-        fit_distance_field,
+    config = DistanceRunConfig(
+        fit=DistanceFitConfig(
+            model=LipschitzImplicitConfig(depth=depth, width=width), steps=steps, lr=lr, seed=seed
+        ),
+        max_points=max_points,
+        resolution=resolution,
     )
-    from recon.normalize import Normalization
-
-    folder = Path(out_dir)
-    _fresh_outputs(folder, ["sdf.json", "mesh.ply"], force)
-    points, _ = load_point_set(scan, seed=seed)
-    if points.shape[1] != 3:
-        raise InputError(f"{scan} is not a 3-D point set")
-    rng = np.random.default_rng(seed)
-    if len(points) > max_points:
-        points = points[rng.choice(len(points), max_points, replace=False)]
-    norm = Normalization.fit(points)
-    work = norm.to_work(points).astype(np.float32)
-    config = DistanceFitConfig(
-        model=LipschitzImplicitConfig(depth=depth, width=width), steps=steps, lr=lr, seed=seed
-    )
-    model, losses = fit_distance_field(work, config)
-    check = check_distance_bound(model, resolution=resolution, seed=seed)
-    import torch
-
-    from recon.models.field import numpy_field
-
-    vertices, faces = extract_mesh(numpy_field(model), resolution=resolution, bound=1.2)
-    if len(faces):
-        save_mesh(folder / "mesh.ply", norm.to_scan(vertices), faces=faces, force=True)
-    with torch.no_grad():
-        on_scan = model(torch.from_numpy(work)).abs()
-    result = {
-        "scan": scan,
-        "config": asdict(config),
-        "final_loss": losses[-1],
-        "scan_residual_mean": float(on_scan.mean()),
-        "scan_residual_max": float(on_scan.max()),
-        "check": asdict(check) | {"holds": check.holds},
-        "units": "working frame (scan centred, scaled to half-extent 0.9)",
-    }
-    _write_json(folder / "sdf.json", result)
+    result = distance_field_run(scan, Path(out_dir), config, force=force)
     click.echo(json.dumps(result["check"], indent=1))
-    click.echo(f"mean |F| on the scan {result['scan_residual_mean']:.4g}; wrote {folder}/sdf.json, mesh.ply")
-    if not check.holds:
+    click.echo(f"mean |F| on the scan {result['scan_residual_mean']:.4g}; wrote {out_dir}")
+    if not result["check"]["holds"]:
         raise click.ClickException("the distance guarantee failed on some points")

@@ -43,6 +43,7 @@ RUN_FILES = (
     "mesh_suspect.ply",
     "thumbnail.png",
     "eval.json",
+    "sdf.json",
     "DONE",
 )
 

@@ -442,3 +442,39 @@ def test_a_lipschitz_fit_through_the_pipeline_records_its_guarantee(tmp_path):
     report = json.loads((tmp_path / "run" / "lipschitz_check.json").read_text())
     assert report["holds"] is True
     assert "lipschitz guarantee holds=True" in (tmp_path / "run" / "log").read_text()
+
+
+def test_sdf_command_writes_a_run_folder_in_the_scans_frame(tmp_path):
+    from click.testing import CliRunner
+
+    from recon.cli.lipschitz import lipschitz
+    from recon.io import load_mesh, save_point_cloud
+
+    points, normals = sphere_points(2_000, 0.5, seed=4)
+    scan = save_point_cloud(tmp_path / "ball.ply", points * 3.0 + [10.0, -2.0, 5.0], normals)
+    run = tmp_path / "run"
+    args = [
+        "sdf",
+        str(scan),
+        "-o",
+        str(run),
+        "--steps",
+        "60",
+        "--width",
+        "32",
+        "--depth",
+        "2",
+        "--resolution",
+        "32",
+    ]
+    result = CliRunner().invoke(lipschitz, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "meta.json", "normalization.json", "sdf.json", "mesh.ply", "DONE"):
+        assert (run / name).is_file(), name
+    written = json.loads((run / "sdf.json").read_text())
+    assert written["check"]["holds"] and written["n_faces"] > 0
+    assert json.loads((run / "config.json").read_text())["lipschitz-sdf"]["fit"]["steps"] == 60
+    mesh = load_mesh(run / "mesh.ply")
+    assert np.linalg.norm(mesh.vertices.mean(axis=0) - [10.0, -2.0, 5.0]) < 0.5  # the scan's frame
+    again = CliRunner().invoke(lipschitz, args)
+    assert again.exit_code != 0 and "--force" in str(again.exception)
