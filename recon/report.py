@@ -735,7 +735,8 @@ def _load_faces(mesh_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_thumbnail(vertices: np.ndarray, faces: np.ndarray, size: int = 240) -> bytes:
-    """A shaded PNG of a mesh seen from the front-right, standing on its own up axis (matplotlib, no OpenGL).
+    """A shaded PNG of a mesh seen from the front and a little above, standing on its own up axis: the
+    viewer's renderer (recon.viewer), as the run folders' thumbnails.
 
     Parameters
     ----------
@@ -743,34 +744,14 @@ def render_thumbnail(vertices: np.ndarray, faces: np.ndarray, size: int = 240) -
     faces : (m, 3) int
         Decimated to about 6,000 faces first.
     """
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from PIL import Image
 
-    plt = _pyplot()
+    from recon.viewer import make_geometry, render_views
+
     vertices, faces = decimated(vertices, faces, _THUMB_FACES)
-    # Draw with +y up: matplotlib's vertical axis is z.
-    from recon.viewer.camera import guess_up_axis, up_frame
-
-    local = vertices @ up_frame(guess_up_axis(vertices))  # y is now the shape's up axis
-    shown = local[:, [0, 2, 1]] * np.array([1.0, -1.0, 1.0])
-    triangles = shown[faces]
-    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    light = np.array([0.4, -0.8, 0.6]) / np.linalg.norm([0.4, -0.8, 0.6])
-    shade = 0.35 + 0.65 * np.abs(normals @ light)
-    colours = np.clip(shade[:, None] * np.array([0.55, 0.7, 0.9]), 0, 1)
-    figure = plt.figure(figsize=(size / 100, size / 100), dpi=100)
-    axis = figure.add_axes((0, 0, 1, 1), projection="3d")
-    axis.add_collection3d(Poly3DCollection(triangles, facecolors=colours, edgecolors="none"))
-    centre = (shown.max(axis=0) + shown.min(axis=0)) / 2
-    half = float((shown.max(axis=0) - shown.min(axis=0)).max()) / 2 or 1.0
-    for setter, c in zip((axis.set_xlim, axis.set_ylim, axis.set_zlim), centre, strict=True):
-        setter(c - half, c + half)
-    axis.set_box_aspect((1, 1, 1))
-    axis.view_init(elev=15, azim=-60)
-    axis.set_axis_off()
+    image = render_views([make_geometry(vertices, faces)], views=("elevated",), size=(size, size))
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
+    Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
