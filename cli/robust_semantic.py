@@ -62,6 +62,12 @@ def train(run_dir, force, quiet, **options):
     click.echo(str(path))
 
 
+def _elevation_option(help_text: str):
+    return click.option(
+        "--elevation", type=FiniteFloatRange(-90, 90), default=35.0, show_default=True, help=help_text
+    )
+
+
 def _shape_option(default: str):
     return click.option(
         "--shapes",
@@ -108,13 +114,7 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @_shape_option("train")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Default: RUN/maps.")
-@click.option(
-    "--elevation",
-    type=FiniteFloatRange(-90, 90),
-    default=35.0,
-    show_default=True,
-    help="Elevation of the 1D map.",
-)
+@_elevation_option("Elevation of the 1D map.")
 @click.option("--force", is_flag=True, help="Overwrite existing maps.")
 def map_cmd(run_dir, shapes, out_dir, elevation, force):
     """Network Semantic Maps: p(true class) over azimuth (1D) and azimuth × elevation (2D), .npy + .png."""
@@ -163,13 +163,7 @@ def map_cmd(run_dir, shapes, out_dir, elevation, force):
 @click.option("--beta", type=NON_NEGATIVE, default=0.0009, show_default=True)
 @click.option("--reg", type=NON_NEGATIVE, default=0.1, show_default=True)
 @click.option("--dims", type=click.IntRange(1, 2), default=2, show_default=True, help="1: azimuth only.")
-@click.option(
-    "--elevation",
-    type=FiniteFloatRange(-90, 90),
-    default=35.0,
-    show_default=True,
-    help="Elevation when --dims 1.",
-)
+@_elevation_option("Elevation when --dims 1.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Default: RUN/regions.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 def regions(
@@ -254,13 +248,7 @@ def _write_regions(out_dir: Path, classifier, instances, run, config) -> None:
 @click.option("--method", "method_names", default="all", show_default=True, help="naive,oir_b,oir_w or all.")
 @click.option("--steps", type=click.IntRange(min=1), default=800, show_default=True)
 @click.option("--dims", type=click.IntRange(1, 2), default=2, show_default=True, help="1: azimuth only.")
-@click.option(
-    "--elevation",
-    type=FiniteFloatRange(-90, 90),
-    default=35.0,
-    show_default=True,
-    help="Elevation when --dims 1.",
-)
+@_elevation_option("Elevation when --dims 1.")
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 def srvr(run_dirs, shapes, inits, method_names, steps, dims, elevation, out_dir, force):
