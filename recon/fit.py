@@ -602,6 +602,10 @@ class LevelSetFitter:
         return values
 
     # ---------------------------------------------------------------- checkpoints
+    REQUIRED_STATE = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
+    """Keys every checkpoint of a fit holds; one lacking any is refused. (``anchor`` and
+    ``start_orientation`` came later and are optional, so older checkpoints still resume.)"""
+
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),

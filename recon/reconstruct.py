@@ -23,8 +23,6 @@ ProgressFn = Callable[[StepLog], None]
 
 MIN_FIT_POINTS = 32
 """Fewer scan points than this cannot define a surface worth fitting."""
-FIT_CHECKPOINT_KEYS = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
-"""What :meth:`LevelSetFitter.state_dict` holds; a checkpoint lacking any of them is refused."""
 
 
 @dataclass
@@ -239,7 +237,7 @@ def load_fitter(run: RunFolder, config: FitConfig | None = None) -> tuple[LevelS
     normalization = _load_normalization(run)
     work_points, work_normals = _load_scan_points(run)
     fitter = LevelSetFitter(work_points, work_normals, config, initialize=False)
-    state = run.load_checkpoint(map_location=fitter.device, required=FIT_CHECKPOINT_KEYS)
+    state = run.load_checkpoint(map_location=fitter.device, required=LevelSetFitter.REQUIRED_STATE)
     try:
         fitter.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:

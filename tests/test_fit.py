@@ -120,3 +120,11 @@ def test_flat_scan_is_refused(tmp_path):
     with pytest.raises(InputError, match="flat"):
         fit_scan(path, tmp_path / "run", small_config(), thumbnail=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fit_checkpoint_holds_every_key_a_resume_requires():
+    from recon.fit import LevelSetFitter
+
+    points, normals = sphere_points(500, 0.5, seed=2)
+    fitter = LevelSetFitter(points, normals, small_config(steps=2, resolution=24))
+    assert set(LevelSetFitter.REQUIRED_STATE) <= set(fitter.state_dict())
