@@ -292,6 +292,13 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+def _fewshot_option(field: str, *flags: str, **kwargs):
+    """An option of ``robust fewshot``: default and help from the FewShotConfig field."""
+    from recon.robust.fewshot import FewShotConfig
+
+    return config_option(FewShotConfig, field, *flags, **kwargs)
+
+
 @robust.command()
 @click.option(
     "-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="Results folder."
@@ -311,17 +318,15 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     show_default=True,
     help="Comma-separated: standard, margin-l2, margin-linf.",
 )
-@click.option("--arch", type=click.Choice(["small-cnn", "mlp", "convnet4"]), default="mlp", show_default=True)
-@click.option(
-    "--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Adam steps per run, any k."
-)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
-@click.option("--margin", type=POSITIVE, help="Fixed margin (default per run).")
-@click.option("--margin-weight", type=NON_NEGATIVE, default=1.0, show_default=True)
-@click.option("--boundary-iters", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--test-limit", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@_fewshot_option("arch", type=_choices("arch"))
+@_fewshot_option("steps", type=click.IntRange(min=1))
+@_fewshot_option("batch_size", type=click.IntRange(min=1))
+@_fewshot_option("lr", type=POSITIVE)
+@_fewshot_option("margin", type=POSITIVE)
+@_fewshot_option("margin_weight", type=NON_NEGATIVE)
+@_fewshot_option("boundary_iters", type=click.IntRange(min=1))
+@_fewshot_option("test_limit", type=click.IntRange(min=1))
+@_fewshot_option("device", type=click.Choice(list(DEVICE_NAMES)))
 @click.option("--force", is_flag=True, help="Overwrite the results in the output folder.")
 @click.option("--quiet", is_flag=True)
 def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):

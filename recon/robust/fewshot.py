@@ -61,17 +61,24 @@ class FewShotConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ("standard", "margin-l2", "margin-linf")
     arch: str = "mlp"
+    """small-cnn | mlp | convnet4"""
     steps: int = 300
     """Adam steps of every run, whatever k (epochs = steps / batches per epoch, rounded up)."""
     batch_size: int = 64
+    """Images per step."""
     lr: float = 1e-3
+    """Adam learning rate."""
     margin: float | None = None
-    """None: the data-driven default of TrainConfig (half the median nearest other-class distance)."""
+    """Margin of every run; None: each run's data-driven default (half the median distance from a training
+    image to its nearest training image of another class)."""
     margin_weight: float = 1.0
+    """Weight of the margin hinge next to the cross-entropy."""
     boundary_iters: int = 8
     """PGD and regula falsi iterations of the margin method's boundary search."""
     test_limit: int = 1000
+    """Test images each run is evaluated on."""
     device: str = "cpu"
+    """auto (CUDA when present) | cpu | cuda"""
 
     def to_dict(self) -> dict:
         return asdict(self)
