@@ -16,8 +16,10 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, FiniteFloatRange, config_option
+from recon.cli.options import NON_NEGATIVE, FiniteFloatRange, options_of
+from recon.device import DEVICE_NAMES
 
+# method -> (module, attribute, one-line help shown without importing the module)
 METHODS: dict[str, tuple[str, str, str]] = {
     "poisson": ("recon.cli.baseline", "poisson_cmd", "Screened Poisson (PyMeshLab or Open3D)."),
     "atlasnet-sphere": ("recon.cli.baseline", "atlasnet_sphere_cmd", "AtlasNet-style: one deformed sphere."),
@@ -95,24 +97,20 @@ def write_baseline_run(
     return run.path
 
 
-def _poisson_option(name: str, field: str, **kwargs):
-    """A click option whose default and help come from the PoissonConfig field."""
-    from recon.baselines.poisson import PoissonConfig
-
-    return config_option(PoissonConfig, field, name, **kwargs)
+_poisson_option = options_of("recon.baselines.poisson", "PoissonConfig")
 
 
 @click.command("poisson")
 @method_options("poisson")
-@_poisson_option("--depth", "depth", type=click.IntRange(1, 16))
-@_poisson_option("--backend", "backend", type=click.Choice(["pymeshlab", "open3d"]))
-@_poisson_option("--trim", "density_trim_quantile", type=FiniteFloatRange(0, 1, max_open=True))
-@_poisson_option("--outlier-ratio", "outlier_ratio", type=NON_NEGATIVE)
-@_poisson_option("--outlier-neighbors", "outlier_neighbors", type=click.IntRange(min=1))
-@_poisson_option("--normals", "normals", type=click.Choice(["auto", "scan", "estimate"]))
-@_poisson_option("--point-weight", "point_weight", type=NON_NEGATIVE)
-@_poisson_option("--samples-per-node", "samples_per_node", type=FiniteFloatRange(min=1))
-@_poisson_option("--threads", "threads", type=click.IntRange(min=0))
+@_poisson_option("depth", "--depth", type=click.IntRange(1, 16))
+@_poisson_option("backend", "--backend", type=click.Choice(["pymeshlab", "open3d"]))
+@_poisson_option("density_trim_quantile", "--trim", type=FiniteFloatRange(0, 1, max_open=True))
+@_poisson_option("outlier_ratio", "--outlier-ratio", type=NON_NEGATIVE)
+@_poisson_option("outlier_neighbors", "--outlier-neighbors", type=click.IntRange(min=1))
+@_poisson_option("normals", "--normals", type=click.Choice(["auto", "scan", "estimate"]))
+@_poisson_option("point_weight", "--point-weight", type=NON_NEGATIVE)
+@_poisson_option("samples_per_node", "--samples-per-node", type=FiniteFloatRange(min=1))
+@_poisson_option("threads", "--threads", type=click.IntRange(min=0))
 def poisson_cmd(scan: Path, output: Path | None, seed: int, force: bool, **options) -> None:
     """Screened Poisson reconstruction of SCAN, as an expert runs it: the isolated points the levelset fit
     drops are dropped, normals come from the scan or are estimated and oriented."""
@@ -146,11 +144,7 @@ def _scan_points_and_normals(scan: Path):
     return cloud.points, cloud.normals
 
 
-def _atlasnet_option(name: str, field: str, **kwargs):
-    """A click option whose default and help come from the AtlasNetConfig field."""
-    from recon.baselines.atlasnet import AtlasNetConfig
-
-    return config_option(AtlasNetConfig, field, name, **kwargs)
+_atlasnet_option = options_of("recon.baselines.atlasnet", "AtlasNetConfig")
 
 
 def _atlasnet_command(method: str) -> click.Command:
@@ -164,15 +158,15 @@ def _atlasnet_command(method: str) -> click.Command:
         ),
     )
     @method_options(method)
-    @_atlasnet_option("--steps", "steps", type=click.IntRange(min=1))
-    @_atlasnet_option("--n-points", "n_points", type=click.IntRange(min=1))
-    @_atlasnet_option("--mesh-vertices", "mesh_vertices", type=click.IntRange(min=1))
+    @_atlasnet_option("steps", "--steps", type=click.IntRange(min=1))
+    @_atlasnet_option("n_points", "--n-points", type=click.IntRange(min=1))
+    @_atlasnet_option("mesh_vertices", "--mesh-vertices", type=click.IntRange(min=1))
     @click.option(
         "--full-scan",
         is_flag=True,
         help="Compare with the whole scan through KD-trees instead of a random subset per step.",
     )
-    @_atlasnet_option("--device", "device", type=click.Choice(["auto", "cpu", "cuda"]))
+    @_atlasnet_option("device", "--device", type=click.Choice(DEVICE_NAMES))
     def command(scan: Path, output: Path | None, seed: int, force: bool, full_scan: bool, **options) -> None:
         from recon.baselines.atlasnet import fit_atlasnet_with_state, method_config
 

@@ -10,6 +10,7 @@ import click
 
 from recon.batch import DEFAULT_METHODS, METHODS, BatchSettings
 from recon.cli.options import FiniteFloatRange
+from recon.device import DEVICE_NAMES
 from recon.metrics import DEFAULT_SAMPLES
 
 
@@ -83,7 +84,7 @@ def _depths(ctx, param, value: str) -> tuple[int, ...]:
     help="Points sampled on each surface for the metrics.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of fits and evaluation samples.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option(
     "--executor",
     type=click.Choice(["local", "dask"]),

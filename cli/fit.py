@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from recon.cli.options import FiniteFloatRange
+from recon.device import DEVICE_NAMES
 from recon.errors import ReconError
 from recon.models.registry import MODELS
 
@@ -65,7 +66,7 @@ class _Progress:
     show_default=True,
     help="mlp: the preset's implicit MLP; lipschitz: a 1-Lipschitz GroupSort/Björck network (|F| ≤ distance).",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--steps", type=click.IntRange(min=1), help="Override the preset's number of optimizer steps.")
 @click.option(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import POSITIVE, config_option
+from recon.cli.options import POSITIVE, options_of
 from recon.errors import InputError, RunDirError
 
 
@@ -180,11 +180,7 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
     click.echo(f"wrote {folder / 'wasserstein.json'} and wasserstein.png ({result['seconds']} s)")
 
 
-def _classifier_option(field: str, *flags: str, **kwargs):
-    """An option of ``lipschitz train``: default and help from the ClassifierConfig field."""
-    from recon.lipschitz.experiments import ClassifierConfig
-
-    return config_option(ClassifierConfig, field, *flags, **kwargs)
+_classifier_option = options_of("recon.lipschitz.experiments", "ClassifierConfig")
 
 
 def _default_widths() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import math
 from dataclasses import MISSING, fields
@@ -49,6 +50,17 @@ def config_option(config_class: type, field: str, *flags: str, **kwargs):
     return click.option(
         *flags, field, default=default, show_default=default is not None, help=help_text, **kwargs
     )
+
+
+def options_of(module: str, class_name: str):
+    """``option(field, *flags, **kwargs)``: :func:`config_option` for the config class ``module.class_name``,
+    imported when the first option is built (the CLI entry point stays free of torch)."""
+
+    def option(field: str, *flags: str, **kwargs):
+        config_class = getattr(importlib.import_module(module), class_name)
+        return config_option(config_class, field, *flags, **kwargs)
+
+    return option
 
 
 def field_help(config_class: type) -> dict[str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, POSITIVE, config_option
+from recon.cli.options import NON_NEGATIVE, POSITIVE, options_of
 from recon.device import DEVICE_NAMES
 from recon.errors import InputError, ReconError, RunDirError
 
@@ -17,11 +17,8 @@ def robust() -> None:
     """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry, large margins."""
 
 
-def _train_option(field: str, *flags: str, **kwargs):
-    """An option of ``robust train``: default and help from the TrainConfig field."""
-    from recon.robust.train import TrainConfig
-
-    return config_option(TrainConfig, field, *flags, **kwargs)
+_train_option = options_of("recon.robust.train", "TrainConfig")
+_fewshot_option = options_of("recon.robust.fewshot", "FewShotConfig")
 
 
 def _choices(name: str) -> click.Choice:
@@ -54,7 +51,7 @@ def _choices(name: str) -> click.Choice:
 @_train_option("margin_norm", type=_choices("margin_norm"))
 @_train_option("margin_weight", type=NON_NEGATIVE)
 @_train_option("seed", type=int)
-@_train_option("device", type=click.Choice(list(DEVICE_NAMES)))
+@_train_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
 @click.option(
     "--resume", is_flag=True, help="Continue the run in -o from its checkpoint (--epochs extends it)."
@@ -115,7 +112,7 @@ def _given(name: str) -> bool:
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--apgd-steps", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICE_NAMES), default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing evaluation with the same settings.")
 def attack(
     run_dir, attack_names, eps, norm, n_images, steps, step_size, restarts, apgd_steps, seed, device, force
@@ -292,13 +289,6 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
-def _fewshot_option(field: str, *flags: str, **kwargs):
-    """An option of ``robust fewshot``: default and help from the FewShotConfig field."""
-    from recon.robust.fewshot import FewShotConfig
-
-    return config_option(FewShotConfig, field, *flags, **kwargs)
-
-
 @robust.command()
 @click.option(
     "-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="Results folder."
@@ -326,7 +316,7 @@ def _fewshot_option(field: str, *flags: str, **kwargs):
 @_fewshot_option("margin_weight", type=NON_NEGATIVE)
 @_fewshot_option("boundary_iters", type=click.IntRange(min=1))
 @_fewshot_option("test_limit", type=click.IntRange(min=1))
-@_fewshot_option("device", type=click.Choice(list(DEVICE_NAMES)))
+@_fewshot_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Overwrite the results in the output folder.")
 @click.option("--quiet", is_flag=True)
 def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):

@@ -14,8 +14,8 @@ Surface invented *inside* the convex hull is reported but never suspect on its o
 partial scan closes the holes and unseen sides there.
 
 Lengths are in units of the scan's bounding-box diagonal. Distances from scan points to the mesh are
-point-to-triangle distances (float64, nearest triangle from a float32 BVH) up to a cap; distances from the mesh to the scan use area-uniform mesh
-samples.
+point-to-triangle distances (float64, nearest triangle from a float32 BVH) up to a cap; distances from
+the mesh to the scan use area-uniform mesh samples.
 Both use fixed-size random subsets drawn from ``seed``, so the result is deterministic for a seed and
 the cost is bounded for large inputs.
 """
@@ -360,7 +360,7 @@ def distance_to_mesh(
     closest = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
     nearest = closest["primitive_ids"].numpy().astype(np.int64)
     corners = np.ascontiguousarray(vertices[faces[nearest]].transpose(1, 2, 0))
-    distances = _pair_distances(points, np.arange(len(points)), corners, np.arange(len(points)))
+    distances = _pair_distances(points, corners)
     # A zero-area triangle has no Voronoi regions to project into; its float32 answer stands.
     degenerate = ~np.isfinite(distances)
     if degenerate.any():
@@ -369,17 +369,15 @@ def distance_to_mesh(
     return np.minimum(distances, cap)
 
 
-def _pair_distances(
-    points: np.ndarray, point_index: np.ndarray, corners: np.ndarray, triangle_index: np.ndarray
-) -> np.ndarray:
-    """(p,) distance from ``points[point_index]`` to triangle ``triangle_index``, pair by pair.
+def _pair_distances(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """(p,) distance from each of (p, 3) ``points`` to its own triangle, corners (3 corners, 3 axes, p).
 
     The closest point is found by the Voronoi region of the triangle the point projects into (Ericson,
     Real-Time Collision Detection, 5.1.5), on component-major (3, p) arrays, which numpy handles
     several times faster than (p, 3) ones.
     """
-    p = points.T[:, point_index]
-    a, b, c = corners[0][:, triangle_index], corners[1][:, triangle_index], corners[2][:, triangle_index]
+    p = points.T
+    a, b, c = corners
     ab, ac, ap, bp, cp = b - a, c - a, p - a, p - b, p - c
     d1, d2 = _dot(ab, ap), _dot(ac, ap)
     d3, d4 = _dot(ab, bp), _dot(ac, bp)
@@ -408,11 +406,6 @@ def _pair_distances(
 def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(p,) dot products of component-major (3, p) vectors."""
     return x[0] * y[0] + x[1] * y[1] + x[2] * y[2]
-
-
-def _cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(3, p) cross products of component-major (3, p) vectors."""
-    return np.stack([x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]])
 
 
 def _outside_hull(points: np.ndarray, scan: np.ndarray, tolerance: float) -> np.ndarray:
