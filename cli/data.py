@@ -72,9 +72,14 @@ def fetch_cmd(names: tuple[str, ...], fetch_all: bool) -> None:
 @click.option(
     "--n-points", default=100_000, show_default=True, type=click.IntRange(min=1), help="Points per scan."
 )
+@click.option(
+    "--nonormals",
+    is_flag=True,
+    help="Also write every scan as x y z only (<id>-nonormals): the fit and the baselines without normals.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing benchmark files.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
-def build_bench_cmd(out_dir, variants, meshes, seed, n_points, force, quiet) -> None:
+def build_bench_cmd(out_dir, variants, meshes, seed, n_points, nonormals, force, quiet) -> None:
     """Scan real meshes with the virtual range scanner and write scans, ground truth and a manifest."""
     from recon.data.benchmark import build_benchmark
     from recon.data.sources import DEFAULT_BENCHMARK
@@ -88,6 +93,7 @@ def build_bench_cmd(out_dir, variants, meshes, seed, n_points, force, quiet) -> 
         n_points=n_points,
         force=force,
         progress=None if quiet else click.echo,
+        nonormals=nonormals,
     )
     for e in entries:
         click.echo(f"{e['id']:<24} {e['n_points']:>8} points  gt: {'yes' if e['gt'] else 'no'}")

@@ -24,7 +24,7 @@ import numpy as np
 
 from recon.atomic import atomic_path
 from recon.errors import ReconError, RunDirError
-from recon.io import load_mesh, save_mesh, save_point_cloud
+from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
 
 from .manifest import write_manifest
 from .scanner import PRESETS, ScannerConfig, scan_mesh, scanner_preset
@@ -50,10 +50,13 @@ def build_benchmark(
     n_points: int = 100_000,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    nonormals: bool = False,
 ) -> list[dict]:
     """Scan ``meshes`` with each scanner preset in ``variants`` and write the benchmark to ``out_dir``.
 
     Raw scans of the catalog (kind 'scan') are written once, as variant 'real', without ground truth.
+    ``nonormals`` adds, for every scan, a copy as x y z only (id ``<id>-nonormals``, variant
+    ``<variant>-nonormals``): the same points, the normals stripped, as a scan without normals arrives.
 
     Returns
     -------
@@ -69,7 +72,7 @@ def build_benchmark(
         )
     if not sources:
         raise ReconError("no meshes to scan")
-    _refuse_overwrite(out, sources, variants, force)
+    _refuse_overwrite(out, sources, variants, force, nonormals)
     report = progress or (lambda _msg: None)
 
     entries, scanned = [], {}
@@ -80,6 +83,10 @@ def build_benchmark(
             entries.append(_write_real_scan(out, source, mesh, transform))
         else:
             entries.extend(_write_scans(out, source, mesh, transform, variants, seed, n_points))
+        if nonormals:
+            entries.extend(
+                _without_normals(out, e) for e in list(entries) if e["details"]["mesh"] == source.name
+            )
         scanned[source.name] = round(time.perf_counter() - started, 3)
         report(f"{source.name}: {len(mesh.vertices)} vertices, {scanned[source.name]:.1f} s")
 
@@ -202,7 +209,23 @@ def _write_real_scan(out, source: MeshSource, mesh, transform) -> dict:
     }
 
 
-def _refuse_overwrite(out: Path, sources, variants, force: bool) -> None:
+def _without_normals(out: Path, entry: dict) -> dict:
+    """A copy of a written scan as x y z only, and its manifest entry."""
+    scan_id = f"{entry['id']}-nonormals"
+    scan_path = out / "scans" / f"{scan_id}.ply"
+    points = load_scan(entry["scan"]).points
+    save_point_cloud(scan_path, points.astype(np.float32), force=True)
+    details = {**entry["details"], "normals": "stripped", "same_points_as": entry["id"]}
+    return {
+        **entry,
+        "id": scan_id,
+        "scan": scan_path,
+        "variant": f"{entry['variant']}-nonormals",
+        "details": details,
+    }
+
+
+def _refuse_overwrite(out: Path, sources, variants, force: bool, nonormals: bool = False) -> None:
     if force:
         return
     targets = [out / "manifest.csv", out / "manifest.json"]
@@ -212,6 +235,8 @@ def _refuse_overwrite(out: Path, sources, variants, force: bool) -> None:
             continue
         targets.append(out / "gt" / f"{s.name}.ply")
         targets.extend(out / "scans" / f"{s.name}_{v}.ply" for v in variants)
+    if nonormals:
+        targets.extend(t.with_name(f"{t.stem}-nonormals.ply") for t in list(targets) if "scans" in t.parts)
     existing = [t for t in targets if t.exists()]
     if existing:
         raise RunDirError(

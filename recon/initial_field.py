@@ -61,7 +61,7 @@ def signed_distance_estimate(
     Deterministic: no random choice, every scan point takes part.
     """
     k = min(config.plane_neighbors, len(points))
-    distances, nearest = tree.query(queries, k=k)
+    distances, nearest = tree.query(queries, k=k, workers=-1)
     distances = distances.reshape(len(queries), k)
     nearest = nearest.reshape(len(queries), k)
     inside = (

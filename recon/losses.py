@@ -15,6 +15,8 @@ import torch
 
 DISTANCE_EPS = 1e-7
 """Added under the square root of the nearest distance (the reference value): a finite gradient at d = 0."""
+BULK_QUERY = 50_000
+"""Queries from which a nearest-neighbour lookup uses every core (see NearestScanPoint.indices)."""
 
 
 class NearestScanPoint:
@@ -59,9 +61,11 @@ class NearestScanPoint:
         """Index (m,) long of the nearest scan point of each (m, 3) query."""
         q = queries.detach()
         if self._tree is not None:
-            # One worker: scipy's thread pool contends with torch's spinning OpenMP threads and is
-            # 10× slower than a single-threaded query for the few thousand points of a step.
-            _, idx = self._tree.query(q.cpu().numpy().astype(np.float64), k=1, workers=1)
+            # One worker for the few thousand points of a step: scipy's thread pool contends with torch's
+            # spinning OpenMP threads and is 10× slower there. Large one-off queries (the sample pools at
+            # the start) gain from every core.
+            workers = -1 if len(q) >= BULK_QUERY else 1
+            _, idx = self._tree.query(q.cpu().numpy().astype(np.float64), k=1, workers=workers)
             return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(q.device)
         out = []
         for chunk in torch.split(q, self.chunk):

@@ -315,6 +315,25 @@ def test_build_benchmark_writes_scans_gt_and_manifest_in_one_frame(tmp_path):
     assert (out / "scans" / "cow_partial.ply").read_bytes() == first
 
 
+def test_build_benchmark_nonormals_copies_hold_the_same_points_without_normals(tmp_path):
+    from recon.io import load_scan
+
+    out = tmp_path / "bench"
+    entries = build_benchmark(
+        out, meshes=["cow"], variants=["partial"], n_points=2000, seed=1, nonormals=True
+    )
+    assert [(e["id"], e["variant"]) for e in entries] == [
+        ("cow_partial", "partial"),
+        ("cow_partial-nonormals", "partial-nonormals"),
+    ]
+    with_normals, stripped = (load_scan(e["scan"]) for e in entries)
+    assert with_normals.normals is not None and stripped.normals is None
+    np.testing.assert_array_equal(stripped.points, with_normals.points)
+    assert entries[1]["gt"] == entries[0]["gt"]
+    with pytest.raises(RunDirError, match="--force"):
+        build_benchmark(out, meshes=["cow"], variants=["partial"], n_points=2000, seed=1, nonormals=True)
+
+
 def test_build_benchmark_refuses_unknown_names(tmp_path):
     with pytest.raises(ReconError, match="unknown mesh"):
         build_benchmark(tmp_path, meshes=["unicorn"])
