@@ -54,7 +54,7 @@ def mlp_field(seed: int = 0):
 
 
 def run_case(field_name: str, resolution: int, margin: float, dense: bool) -> dict:
-    from recon.extract import dense_grid_values, extract_mesh, mesh_report
+    from recon.core.extract import dense_grid_values, extract_mesh, mesh_report
 
     field = sphere_sdf if field_name == "sphere" else mlp_field()
     vertices, faces, stats = extract_mesh(

@@ -8,7 +8,7 @@ fit ≤ 60 s wall; Chamfer-L1 ≤ Poisson on noisy and partial scans, ≤ 1.2 ×
                                           [--scans man,cow,...] [--markdown bench/fast_vs_poisson.md]
 
 The benchmark set is built first when missing (`recon data build-bench`). Chamfer is ×1000 of the GT
-bounding-box diagonal, 100k samples, seed 0 (recon.metrics). Fit seconds are wall time of the task's fit
+bounding-box diagonal, 100k samples, seed 0 (recon.core.metrics). Fit seconds are wall time of the task's fit
 (load, fit, mesh, write), so run it on an otherwise idle machine.
 """
 
@@ -55,7 +55,7 @@ def subset_manifest(bench: Path, scans: list[str] | None, out: Path) -> Path:
 
 
 def comparison_rows(out: Path) -> list[dict]:
-    from recon.report import collect_runs
+    from recon.evaluation.report import collect_runs
 
     by_scan: dict[str, dict] = {}
     for record in collect_runs(out):
@@ -78,10 +78,10 @@ def add_filtered_poisson(rows: list[dict], bench: Path) -> None:
     import trimesh
 
     from recon.baselines.poisson import PoissonConfig, screened_poisson
-    from recon.fit import fast_preset
+    from recon.core.fit import fast_preset
+    from recon.core.metrics import evaluate_reconstruction
+    from recon.core.outliers import isolated_point_mask
     from recon.io import load_mesh, load_scan
-    from recon.metrics import evaluate_reconstruction
-    from recon.outliers import isolated_point_mask
 
     preset = fast_preset()
     with (bench / "manifest.csv").open() as f:

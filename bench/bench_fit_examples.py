@@ -1,7 +1,7 @@
 """Fit the embedded real examples with `recon fit` (a preset) and screened Poisson, side by side.
 
 Each (example, method) runs in its own process so wall time and peak memory are its own. Chamfer is
-measured against the source mesh with `recon.metrics.evaluate_reconstruction` (100k samples, seed 0),
+measured against the source mesh with `recon.core.metrics.evaluate_reconstruction` (100k samples, seed 0),
 ×1000 of the GT bounding-box diagonal. For the range scan `face` the "GT" is the scan's own
 open triangulation: the watertight reconstruction also closes the unseen back, which accuracy counts as
 error, so read completeness and scan→reconstruction for that row.
@@ -23,17 +23,17 @@ from pathlib import Path
 def run_one(example: str, method: str, preset: str, out: Path) -> dict:
     import numpy as np
 
+    from recon.core.metrics import evaluate_reconstruction
     from recon.examples import example_path
     from recon.io import load_mesh, load_scan
-    from recon.metrics import evaluate_reconstruction
 
     scan_path = example_path(example)
     cloud = load_scan(scan_path)
     start = time.perf_counter()
     info: dict = {}
     if method == "levelset":
-        from recon.fit import PRESETS
-        from recon.reconstruct import fit_scan
+        from recon.core.fit import PRESETS
+        from recon.core.reconstruct import fit_scan
 
         result = fit_scan(
             scan_path, out / f"{example}-{preset}", PRESETS[preset](), force=True, thumbnail=False

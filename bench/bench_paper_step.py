@@ -4,13 +4,13 @@ Three steppers run interleaved in one process, on the same scan, with the same t
 
 - ``reference``: ``bench/reference_step.py`` (10 fresh Newton steps with a host sync each, a dense
   15k × 10k ``torch.cdist`` to the batch, separate c/g and sample-network passes, ``loss.item()``);
-- ``paper``: ``recon.fit.LevelSetFitter`` with the ``paper`` preset (same network, sizes and loss);
+- ``paper``: ``recon.core.fit.LevelSetFitter`` with the ``paper`` preset (same network, sizes and loss);
 - ``fast``: ``LevelSetFitter`` with the ``fast`` preset, for context (another network and fewer samples).
 
 Each round runs one step of every stepper, in an order that rotates from round to round, so a change in the
 machine's load hits all of them alike. Reported: the median seconds per step, the ratio reference / paper,
 and where the time goes (Newton projection, nearest distances, the rest = forward/backward and Adam). The
-library's Newton and distance times are measured by wrapping ``recon.fit.project_to_zero_level_set`` and
+library's Newton and distance times are measured by wrapping ``recon.core.fit.project_to_zero_level_set`` and
 the fitter's ``nearest.distances`` (nothing in the library is changed).
 
     nice -n 10 .venv/bin/python bench/bench_paper_step.py [--widths 512 128] [--steps 3 10] [--threads 2]
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from reference_step import PartTimes, ReferenceConfig, ReferenceStep
 
-import recon.fit
-from recon.fit import FitConfig, LevelSetFitter, fast_preset, paper_preset
+import recon.core.fit
+from recon.core.fit import FitConfig, LevelSetFitter, fast_preset, paper_preset
+from recon.core.reconstruct import prepare_points
 from recon.models.implicit import ImplicitMLP
-from recon.reconstruct import prepare_points
 
 PARTS = ("newton", "distances", "forward_backward")
 
@@ -72,7 +72,7 @@ def _now() -> np.ndarray:
 
 
 CLOCK = _Clock()
-recon.fit.project_to_zero_level_set = CLOCK.timed(recon.fit.project_to_zero_level_set, "newton")
+recon.core.fit.project_to_zero_level_set = CLOCK.timed(recon.core.fit.project_to_zero_level_set, "newton")
 
 
 def benchmark_scan(path: str | None, n_points: int) -> tuple[np.ndarray, np.ndarray | None, str]:

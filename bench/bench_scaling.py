@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.metrics import DEFAULT_SAMPLES
+from recon.core.metrics import DEFAULT_SAMPLES
 
 SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)
 RESOLUTIONS = (128, 256, 384, 512)
@@ -68,11 +68,11 @@ def _imports() -> None:
     import torch  # noqa: F401
     from scipy.spatial import cKDTree  # noqa: F401
 
-    import recon.extract  # noqa: F401
-    import recon.fit  # noqa: F401
+    import recon.core.extract  # noqa: F401
+    import recon.core.fit  # noqa: F401
+    import recon.core.metrics  # noqa: F401
+    import recon.core.reconstruct  # noqa: F401
     import recon.io  # noqa: F401
-    import recon.metrics  # noqa: F401
-    import recon.reconstruct  # noqa: F401
 
 
 def case_baseline() -> dict:
@@ -83,9 +83,9 @@ def case_baseline() -> dict:
 def case_fit(scan: str, max_points: int | None, steps: int) -> dict:
     """Setup and per-step seconds of the fast preset on ``scan``."""
     _imports()
-    from recon.fit import LevelSetFitter, fast_preset
+    from recon.core.fit import LevelSetFitter, fast_preset
+    from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
-    from recon.reconstruct import prepare_points
 
     config = replace(fast_preset(), device="cpu")
     if max_points:
@@ -124,9 +124,9 @@ def case_fit(scan: str, max_points: int | None, steps: int) -> dict:
 def _trained_fitter(model_path: str, scan: str):
     import torch
 
-    from recon.fit import FitConfig, LevelSetFitter
+    from recon.core.fit import FitConfig, LevelSetFitter
+    from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
-    from recon.reconstruct import prepare_points
 
     saved = torch.load(model_path, weights_only=True)
     config = FitConfig.from_dict(json.loads(saved["config"]))
@@ -144,9 +144,9 @@ def case_train(scan: str, model_path: str, steps: int) -> dict:
     _imports()
     import torch
 
-    from recon.fit import LevelSetFitter, fast_preset
+    from recon.core.fit import LevelSetFitter, fast_preset
+    from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
-    from recon.reconstruct import prepare_points
 
     config = replace(fast_preset(), device="cpu", steps=steps)
     cloud = load_scan(scan)
@@ -162,9 +162,9 @@ def case_train(scan: str, model_path: str, steps: int) -> dict:
 def case_extract(model_path: str, scan: str, resolution: int, mesh_out: str | None) -> dict:
     """Seconds and peak memory of meshing the saved network at ``resolution``³."""
     _imports()
-    from recon.extract import extract_mesh, keep_largest_component
+    from recon.core.extract import extract_mesh, keep_largest_component
+    from recon.core.reconstruct import closed_field
     from recon.io import save_mesh
-    from recon.reconstruct import closed_field
 
     fitter, normalization = _trained_fitter(model_path, scan)
     bound = fitter.config.extract_bound
@@ -193,8 +193,8 @@ def case_extract(model_path: str, scan: str, resolution: int, mesh_out: str | No
 def case_eval(pred: str, gt: str, scan: str, n_samples: int) -> dict:
     """Seconds and peak memory of ``recon eval PRED GT --scan SCAN`` with ``n_samples`` samples."""
     _imports()
+    from recon.core.metrics import evaluate_reconstruction
     from recon.io import load_mesh, load_scan
-    from recon.metrics import evaluate_reconstruction
 
     start = _now()
     pred_mesh, gt_mesh, scan_points = load_mesh(pred), load_mesh(gt), load_scan(scan).points
@@ -282,7 +282,7 @@ def measure(args, out: Path) -> dict:
     scans, gt = write_scans(out, args.sizes)
     model_scan = scans[min(args.sizes, key=lambda n: abs(n - 100_000))]
     baseline = run_case("baseline", args.threads)["peak_mb"]
-    from recon.fit import fast_preset
+    from recon.core.fit import fast_preset
 
     default_max_points = fast_preset().max_points
     fit, fit_all = [], []

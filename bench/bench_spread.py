@@ -10,7 +10,7 @@ finished (scan, normals, seed, threads, label) rows are skipped).
         [--scans head_partial,man_partial,...] [--seeds 0,1,2] [--threads 1,2] [--markdown bench/spread/results.md]
 
 Chamfer is ×1000 of the GT bounding-box diagonal, 100k area-uniform samples per surface, seed 0
-(recon.metrics). A fit whose self-check (recon.surface_check) flags it as suspect, or that is refused, counts as a failure.
+(recon.core.metrics). A fit whose self-check (recon.core.surface_check) flags it as suspect, or that is refused, counts as a failure.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def fit_once(scan: Path, run_dir: Path, seed: int, threads: int, extra: list[str
 
 def chamfer_l1(mesh_path: Path, gt_path: Path, prefix: str = "") -> dict:
     """CD-L1 (×1000 diag), F@1 % and normal consistency of one mesh; keys start with ``prefix``."""
+    from recon.core.metrics import evaluate_reconstruction
     from recon.io import load_mesh
-    from recon.metrics import evaluate_reconstruction
 
     if not mesh_path.exists():
         return {}

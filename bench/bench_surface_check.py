@@ -1,6 +1,6 @@
 """Calibrate the surface check on real fits — every correct fit passes, every broken one is caught.
 
-Runs recon.surface_check on every mesh the spread benchmark (bench/bench_spread.py) left in
+Runs recon.core.surface_check on every mesh the spread benchmark (bench/bench_spread.py) left in
 ``OUT/runs/<label>/<scan>-<normals>-s<seed>-t<threads>/mesh.ply`` and compares its verdict with the truth:
 a fit is *broken* when its CD-L1 to the ground truth exceeds ``--broken-ratio`` × the best CD-L1 any fit of
 the same scan reached (before or after the fix, with or without normals). Prints the confusion table.
@@ -20,9 +20,9 @@ import numpy as np
 
 def working_scan(scan_path: Path, run: Path) -> np.ndarray:
     """The scan points the fit used, in its working frame (same subsample and filter as the fit)."""
-    from recon.fit import FitConfig
+    from recon.core.fit import FitConfig
+    from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
-    from recon.reconstruct import prepare_points
 
     config = FitConfig.from_dict(json.loads((run / "config.json").read_text()))
     points, _, _ = prepare_points(load_scan(scan_path).points, None, config)
@@ -30,9 +30,9 @@ def working_scan(scan_path: Path, run: Path) -> np.ndarray:
 
 
 def main() -> None:
+    from recon.core.normalize import Normalization
+    from recon.core.surface_check import check_surface
     from recon.io import load_mesh
-    from recon.normalize import Normalization
-    from recon.surface_check import check_surface
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

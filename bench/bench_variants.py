@@ -7,8 +7,8 @@
 A variant is a name and the FitConfig fields it replaces in the default (fast) preset, e.g.
 ``{"half": {"batch_points": 2000}}`` (``"model": {...}`` replaces fields of the network block). For each scan
 and seed the variants run back to back, so their wall times share the machine's load; read ratios. Each fit
-is ``recon.reconstruct.fit_scan`` (what ``recon fit`` runs, without the thumbnail); wall = that call.
-CD-L1 ×1000 of the GT diagonal (recon.metrics, 100k samples, seed 0) of mesh.ply and mesh_trimmed.ply;
+is ``recon.core.reconstruct.fit_scan`` (what ``recon fit`` runs, without the thumbnail); wall = that call.
+CD-L1 ×1000 of the GT diagonal (recon.core.metrics, 100k samples, seed 0) of mesh.ply and mesh_trimmed.ply;
 "best" = the better of the two per draw. Rows go to OUT/rows.jsonl as they finish; a rerun skips finished
 (variant, scan, seed, normals) rows.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def fitted_config(overrides: dict, seed: int):
-    from recon.fit import fast_preset
+    from recon.core.fit import fast_preset
 
     overrides = dict(overrides)
     model = overrides.pop("model", None)
@@ -35,8 +35,8 @@ def fitted_config(overrides: dict, seed: int):
 
 
 def scan_metrics(mesh_path: Path, gt_path: Path) -> dict | None:
+    from recon.core.metrics import evaluate_reconstruction
     from recon.io import load_mesh
-    from recon.metrics import evaluate_reconstruction
 
     if not mesh_path.exists():
         return None
@@ -62,7 +62,7 @@ def source_scan(bench: Path, scan_id: str, normals: str, cache: Path) -> Path:
 
 
 def run(args) -> None:
-    from recon.reconstruct import fit_scan
+    from recon.core.reconstruct import fit_scan
 
     bench, out = Path(args.bench), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

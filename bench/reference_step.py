@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon.levelset import newton_step, sample_network, value_and_gradient
+from recon.core.levelset import newton_step, sample_network, value_and_gradient
 
 
 @dataclass

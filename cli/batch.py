@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from recon.batch import DEFAULT_METHODS, METHODS, BatchSettings
 from recon.cli.options import FiniteFloatRange
+from recon.core.metrics import DEFAULT_SAMPLES
 from recon.device import DEVICE_NAMES
-from recon.metrics import DEFAULT_SAMPLES
+from recon.evaluation.batch import DEFAULT_METHODS, METHODS, BatchSettings
 
 
 def _methods(ctx, param, value: str) -> tuple[str, ...]:
@@ -137,7 +137,7 @@ def batch(
     BENCH_DIR/runs/<scan>/<method>/ with mesh.ply, eval.json and DONE, or ERROR when it fails; the batch
     goes on. Summarize with `recon report BENCH_DIR`.
     """
-    from recon.batch import run_batch
+    from recon.evaluation.batch import run_batch
 
     if scheduler is not None and executor != "dask":
         raise click.UsageError("--scheduler needs --executor dask")

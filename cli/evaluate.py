@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from recon.cli.options import POSITIVE
+from recon.core.metrics import DEFAULT_SAMPLES
 from recon.errors import ReconError, RunDirError
-from recon.metrics import DEFAULT_SAMPLES
 
 MIN_POINTS = 3
 """Fewest points (or mesh vertices) an input to ``recon eval`` may have."""
@@ -84,7 +84,7 @@ def eval_cmd(
     json_path = json_path or default_json
 
     from recon.atomic import write_json
-    from recon.metrics import evaluate_reconstruction
+    from recon.core.metrics import evaluate_reconstruction
 
     result = evaluate_reconstruction(
         _load_geometry(pred_file),
@@ -111,7 +111,7 @@ def eval_cmd(
 
 
 def format_table(result: dict) -> str:
-    """The metrics of :func:`recon.metrics.evaluate_reconstruction` as an aligned text table."""
+    """The metrics of :func:`recon.core.metrics.evaluate_reconstruction` as an aligned text table."""
     scaled = result["x1000_diag"]
     lines = [f"{'metric':<30}{'data units':>14}{'x1000 diag':>14}"]
     for key, label in LENGTH_ROWS:

@@ -116,8 +116,8 @@ def fit(
     quiet,
 ):
     """Fit a neural level set to SCAN and write a watertight mesh in the scan's own frame."""
-    from recon.fit import PRESETS
-    from recon.reconstruct import fit_scan, resume_run
+    from recon.core.fit import PRESETS
+    from recon.core.reconstruct import fit_scan, resume_run
 
     if resume_dir is not None:
         if scan is not None or example is not None:
@@ -151,7 +151,7 @@ def fit(
 
 
 def _run_with_progress(job, run_dir, quiet, total=None):
-    from recon.reconstruct import load_config
+    from recon.core.reconstruct import load_config
     from recon.run import RunFolder
 
     if total is None:
@@ -172,7 +172,7 @@ def _run_with_progress(job, run_dir, quiet, total=None):
 
 
 def _report(result, quiet):
-    from recon.reconstruct import check_summary
+    from recon.core.reconstruct import check_summary
 
     report = result.mesh_report or {}
     if not quiet:
@@ -197,7 +197,7 @@ def _report(result, quiet):
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def extract(run_dir, resolution, output, force):
     """Re-mesh the fitted model in RUN_DIR (mesh in the scan's frame)."""
-    from recon.reconstruct import extract_run
+    from recon.core.reconstruct import extract_run
 
     path, report = extract_run(run_dir, resolution=resolution, output=output, force=force)
     click.echo(

@@ -61,7 +61,7 @@ def render(
     row of depth maps. With a 1-Lipschitz model (fit --model lipschitz) the march provably never steps
     through the surface; an ordinary MLP is refused unless --unsafe."""
     from recon.errors import RunDirError
-    from recon.sphere_trace import UNSAFE_SAFETY, render_run, save_render
+    from recon.evaluation.sphere_trace import UNSAFE_SAFETY, render_run, save_render
 
     chosen = _views(views)
     path = Path(output) if output else Path(run_dir) / "render.png"

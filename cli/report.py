@@ -30,7 +30,7 @@ def report(bench_dir, interactive, max_view_faces, quiet):
     consistency and fit time as mean ± std, and the meshes each mean is over ("n, suspect k": how many of
     them the fit's surface check flagged).
     """
-    from recon.report import write_report
+    from recon.evaluation.report import write_report
 
     result = write_report(bench_dir, interactive=interactive, max_view_faces=max_view_faces)
     if not quiet:

@@ -14,7 +14,10 @@ from click.testing import CliRunner
 from conftest import sphere_points, torus_points
 
 from recon.atomic import write_json
-from recon.batch import (
+from recon.core.metrics import evaluate_reconstruction
+from recon.data.manifest import write_manifest
+from recon.errors import InputError, RunDirError
+from recon.evaluation.batch import (
     BatchSettings,
     dataset_entries,
     plan_tasks,
@@ -23,10 +26,7 @@ from recon.batch import (
     task_claim,
     task_status,
 )
-from recon.data.manifest import write_manifest
-from recon.errors import InputError, RunDirError
 from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
-from recon.metrics import evaluate_reconstruction
 
 SETTINGS = BatchSettings(preset="tiny", steps=10, poisson_depth=5, eval_samples=2000, thumbnails=False)
 BEST = replace(SETTINGS, poisson_best_depths=(4, 5))
@@ -337,7 +337,7 @@ def test_poisson_best_refuses_a_scan_without_ground_truth(dataset, tmp_path):
 def fake_levelset_fit(monkeypatch):
     """Replace the levelset fit (in this process) by one writing a sphere, a surface check and, when asked,
     a trimmed mesh (the sphere's upper half); returns the list of the fits made."""
-    import recon.batch
+    import recon.evaluation.batch
 
     fits = []
 
@@ -354,7 +354,7 @@ def fake_levelset_fit(monkeypatch):
                 run.path / "meta.json", {"method": "levelset", "seconds": 12.5, "surface_check": check}
             )
 
-        monkeypatch.setattr(recon.batch, "_fit_levelset", fit)
+        monkeypatch.setattr(recon.evaluation.batch, "_fit_levelset", fit)
         return fits
 
     return install
@@ -363,7 +363,7 @@ def fake_levelset_fit(monkeypatch):
 def test_levelset_trimmed_evaluates_the_fits_trimmed_mesh_without_refitting(
     dataset, tmp_path, fake_levelset_fit
 ):
-    from recon.report import collect_runs
+    from recon.evaluation.report import collect_runs
 
     fits = fake_levelset_fit(trimmed=True)
     task = _single_task(dataset, tmp_path, method="levelset-trimmed")
@@ -444,7 +444,7 @@ def test_cli_batch_reports_failures_with_exit_code(local_bench, dataset):
 
 
 def test_report_of_a_real_batch(local_bench):
-    from recon.report import write_report
+    from recon.evaluation.report import write_report
 
     bench, _, _ = local_bench
     report = write_report(bench, interactive=False)

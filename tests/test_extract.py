@@ -7,13 +7,13 @@ import pytest
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
-from recon.errors import ReconError
-from recon.extract import (
+from recon.core.extract import (
     dense_grid_values,
     extract_mesh,
     keep_largest_component,
     mesh_report,
 )
+from recon.errors import ReconError
 
 BOUND = 1.2
 
@@ -272,7 +272,7 @@ def test_non_finite_field_raises_recon_error():
 
 
 def test_parents_whose_predicted_children_miss_get_all_children(monkeypatch):
-    import recon.extract as extract
+    import recon.core.extract as extract
 
     # A prediction that never sees a sign change leaves only the fallback to reach the fine level.
     monkeypatch.setattr(extract, "_CHILD_WEIGHTS", np.zeros_like(extract._CHILD_WEIGHTS))

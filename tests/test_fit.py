@@ -8,10 +8,10 @@ import trimesh
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
+from recon.core.fit import FitConfig, tiny_preset
+from recon.core.reconstruct import extract_run, fit_scan, resume_run
 from recon.errors import InputError, RunDirError
-from recon.fit import FitConfig, tiny_preset
 from recon.io import save_point_cloud
-from recon.reconstruct import extract_run, fit_scan, resume_run
 
 CENTER = np.array([10.0, -4.0, 2.5])
 SCALE = 30.0  # scan units per working unit: checks that the mesh comes back in the scan's frame
@@ -123,7 +123,7 @@ def test_flat_scan_is_refused(tmp_path):
 
 
 def test_a_fit_checkpoint_holds_every_key_a_resume_requires():
-    from recon.fit import LevelSetFitter
+    from recon.core.fit import LevelSetFitter
 
     points, normals = sphere_points(500, 0.5, seed=2)
     fitter = LevelSetFitter(points, normals, small_config(steps=2, resolution=24))

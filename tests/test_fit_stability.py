@@ -15,9 +15,9 @@ import torch
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.fit import tiny_preset
+from recon.core.fit import tiny_preset
+from recon.core.reconstruct import fit_scan
 from recon.io import load_mesh, save_point_cloud
-from recon.reconstruct import fit_scan
 
 
 def chamfer(a, b, n: int = 20_000) -> float:

@@ -25,10 +25,10 @@ import trimesh
 from conftest import sphere_points
 from hostile_corpus import build_corpus, case_kinds
 
-from recon.batch import BatchSettings, plan_tasks, run_task
 from recon.cli.main import main
 from recon.data.manifest import load_manifest
 from recon.errors import InputError, RunDirError
+from recon.evaluation.batch import BatchSettings, plan_tasks, run_task
 from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
 
 CORPUS_CASES = case_kinds()
@@ -123,8 +123,8 @@ def test_readers_refuse_broken_files_and_accept_or_refuse_the_rest(corpus, name,
 
 @pytest.mark.parametrize(("name", "kind"), [c for c in CORPUS_CASES if c[1] == "degenerate"])
 def test_no_surface_is_fitted_to_a_degenerate_scan(corpus, name, kind, tmp_path):
-    from recon.fit import tiny_preset
-    from recon.reconstruct import fit_scan
+    from recon.core.fit import tiny_preset
+    from recon.core.reconstruct import fit_scan
 
     with pytest.raises(InputError):
         fit_scan(corpus[name].path, tmp_path / "run", tiny_preset())
@@ -239,8 +239,8 @@ def test_batch_cli_exits_non_zero_with_broken_scans(corpus, good, tmp_path):
 
 @pytest.fixture(scope="module")
 def fitted(good, tmp_path_factory):
-    from recon.fit import tiny_preset
-    from recon.reconstruct import fit_scan
+    from recon.core.fit import tiny_preset
+    from recon.core.reconstruct import fit_scan
 
     run_dir = tmp_path_factory.mktemp("fitted") / "run"
     config = replace(tiny_preset(), steps=10, resolution=16, device="cpu")
@@ -359,8 +359,8 @@ def test_a_symlinked_run_folder_leaving_the_bench_is_refused(tmp_path):
 
 def test_gigantic_but_legal_coordinates_are_fitted_in_their_own_frame(tmp_path):
     """1e9-sized coordinates (e.g. millimetres of a far-away site) normalize and come back."""
-    from recon.fit import tiny_preset
-    from recon.reconstruct import fit_scan
+    from recon.core.fit import tiny_preset
+    from recon.core.reconstruct import fit_scan
 
     points, normals = sphere_points(800, radius=3e6, seed=2)
     scan = save_point_cloud(tmp_path / "far.ply", points + 1e9, normals)
@@ -372,7 +372,7 @@ def test_gigantic_but_legal_coordinates_are_fitted_in_their_own_frame(tmp_path):
 
 
 def test_run_folder_errors_are_run_dir_errors(tmp_path):
-    from recon.reconstruct import extract_run
+    from recon.core.reconstruct import extract_run
 
     (tmp_path / "file").write_text("x")
     for path in (tmp_path / "nothing", tmp_path / "file"):

@@ -3,9 +3,9 @@ import torch
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.fit import FitConfig, LevelSetFitter, tiny_preset
-from recon.initial_field import InitialFieldConfig, closure_ramp, signed_distance_estimate
-from recon.winding import DipoleTree, point_areas, winding_numbers
+from recon.core.fit import FitConfig, LevelSetFitter, tiny_preset
+from recon.core.initial_field import InitialFieldConfig, closure_ramp, signed_distance_estimate
+from recon.core.winding import DipoleTree, point_areas, winding_numbers
 
 
 def test_winding_number_of_a_sampled_sphere_is_one_inside_zero_outside():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from recon.fit import FitConfig, build_model
+from recon.core.fit import FitConfig, build_model
 from recon.models.registry import MODELS, build_network
 
 SIBLINGS = ("recon.lipschitz", "recon.robust")
@@ -34,9 +34,13 @@ print(json.dumps({{"core": core, "loaded": loaded}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"recon.fit", "recon.reconstruct", "recon.extract", "recon.metrics", "recon.io"} <= set(
-        result["core"]
-    )
+    assert {
+        "recon.core.fit",
+        "recon.core.reconstruct",
+        "recon.core.extract",
+        "recon.core.metrics",
+        "recon.io",
+    } <= set(result["core"])
     assert result["loaded"] == []
 
 
@@ -52,3 +56,16 @@ def test_the_lipschitz_network_comes_through_the_registry():
         build_network("transformer", config)
     with pytest.raises(Exception, match="model_type must be one of mlp, lipschitz"):
         FitConfig(model_type="transformer").validate()
+
+
+def test_the_core_package_loads_nothing_built_on_it():
+    code = """
+import importlib, json, pkgutil, sys
+import recon.core
+for info in pkgutil.iter_modules(recon.core.__path__, "recon.core."):
+    importlib.import_module(info.name)
+above = ("recon.evaluation", "recon.baselines", "recon.robust", "recon.lipschitz", "recon.cli", "recon.viewer")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(above))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

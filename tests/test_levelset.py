@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from recon.levelset import (
+from recon.core.levelset import (
     MIN_GRAD_SQ,
     project_to_zero_level_set,
     sample_network,

@@ -423,9 +423,9 @@ def test_a_lipschitz_fit_through_the_pipeline_records_its_guarantee(tmp_path):
 
     from conftest import sphere_points
 
-    from recon.fit import tiny_preset
+    from recon.core.fit import tiny_preset
+    from recon.core.reconstruct import fit_scan
     from recon.io import save_point_cloud
-    from recon.reconstruct import fit_scan
 
     points, normals = sphere_points(2000, 0.6, seed=5)
     save_point_cloud(tmp_path / "scan.ply", points, normals)

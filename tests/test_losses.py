@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
 
 
 @pytest.fixture

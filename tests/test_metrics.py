@@ -1,4 +1,4 @@
-"""recon.metrics and `recon eval`: brute force, symmetry, analytic spheres, sampling floor."""
+"""recon.core.metrics and `recon eval`: brute force, symmetry, analytic spheres, sampling floor."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from conftest import sphere_points
 from scipy.spatial.distance import cdist
 
 from recon.cli.main import cli
+from recon.core.metrics import evaluate_reconstruction, sample_surface
 from recon.errors import InputError, ReconError
-from recon.metrics import evaluate_reconstruction, sample_surface
-from recon.report import flat_metrics
+from recon.evaluation.report import flat_metrics
 
 
 def _noisy_sphere(n, seed, noise=0.05):
@@ -242,7 +242,7 @@ def test_eval_cli_error_is_one_line_and_exit_2(mesh_files, tmp_path):
 
 
 def test_morton_order_interleaves_bits_and_only_permutes_the_samples():
-    from recon.metrics import _in_morton_order, _morton_codes
+    from recon.core.metrics import _in_morton_order, _morton_codes
 
     rng = np.random.default_rng(0)
     cells = rng.integers(0, 1 << 21, size=(200, 3))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import sphere_points, torus_points
 
-from recon.normals import (
+from recon.core.normals import (
     MAX_FLIPPED_SHARE,
     MIN_CONSISTENCY,
     flipped_share,
@@ -93,7 +93,7 @@ def test_flipped_share_keeps_the_two_sides_of_a_thin_plate_apart():
 
 
 def test_the_fit_drops_normals_of_random_sign_or_flipped_patches_and_says_why():
-    from recon.reconstruct import _usable_scan_normals
+    from recon.core.reconstruct import _usable_scan_normals
 
     points, normals = sphere_points(8000, 0.6, seed=9)
     cases = {

@@ -16,11 +16,11 @@ import pytest
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
+from recon.core.extract import signed_volume
+from recon.core.fit import tiny_preset
+from recon.core.reconstruct import fit_scan
 from recon.errors import FitRefusedError
-from recon.extract import signed_volume
-from recon.fit import tiny_preset
 from recon.io import load_mesh, save_point_cloud
-from recon.reconstruct import fit_scan
 
 VIEW = np.array([0.0, -1.0, 0.35]) / np.linalg.norm([0.0, -1.0, 0.35])
 """Direction from the object towards the scanner."""

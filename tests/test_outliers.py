@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import sphere_points
 
-from recon.outliers import isolated_point_mask
+from recon.core.outliers import isolated_point_mask
 
 
 def test_uniform_outliers_around_a_sphere_are_found():

@@ -1,4 +1,4 @@
-"""recon.normals, recon.baselines.poisson and `recon baseline poisson`, on analytic spheres."""
+"""recon.core.normals, recon.baselines.poisson and `recon baseline poisson`, on analytic spheres."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from conftest import sphere_points
 
 from recon.baselines.poisson import PoissonConfig, prepare_scan, screened_poisson, solve
+from recon.core.metrics import evaluate_reconstruction, sample_surface
+from recon.core.normals import estimate_normals, orient_outward
 from recon.errors import InputError, RunDirError
 from recon.io.cleanup import area_weighted_vertex_normals
-from recon.metrics import evaluate_reconstruction, sample_surface
-from recon.normals import estimate_normals, orient_outward
 
 # Depth 6 resolves a unit sphere to ~1e-3 in a fraction of a second; the bounds below leave 2-3x margin.
 # One solver thread: spinning OpenMP threads on a busy 2-core machine are ten times slower.
@@ -37,9 +37,9 @@ def test_estimated_normals_agree_with_the_sphere_and_point_outward():
 
 
 def test_orientation_carries_over_from_a_subsample(monkeypatch):
-    import recon.normals
+    import recon.core.normals
 
-    monkeypatch.setattr(recon.normals, "MAX_ORIENT_POINTS", 300)
+    monkeypatch.setattr(recon.core.normals, "MAX_ORIENT_POINTS", 300)
     points, truth = sphere_points(3_000, seed=2)
     normals = estimate_normals(points, k=15)
     assert np.sum(normals * truth, axis=1).min() > 0.95

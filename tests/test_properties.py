@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from recon.core.metrics import evaluate_reconstruction
 from recon.errors import InputError
 from recon.io import POINT_WRITE_FORMATS, load_scan, save_point_cloud
-from recon.metrics import evaluate_reconstruction
 
 SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

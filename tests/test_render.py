@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from conftest import torus_points
 
 from recon.cli.render import render
+from recon.core.fit import PRESETS, LevelSetFitter
+from recon.core.normalize import Normalization
 from recon.errors import InputError, RunDirError
-from recon.fit import PRESETS, LevelSetFitter
-from recon.normalize import Normalization
+from recon.evaluation.sphere_trace import box_interval, camera_rays, render_run, sphere_trace, unit_normals
 from recon.run import RunFolder
-from recon.sphere_trace import box_interval, camera_rays, render_run, sphere_trace, unit_normals
 from recon.viewer.camera import frame_view
 
 RADIUS = 0.6
@@ -114,7 +114,7 @@ def trained_lipschitz():
 def test_trained_lipschitz_trace_agrees_with_extracted_mesh(trained_lipschitz):
     import open3d as o3d
 
-    from recon.extract import extract_mesh
+    from recon.core.extract import extract_mesh
     from recon.models.field import numpy_field
 
     model = trained_lipschitz

@@ -16,10 +16,9 @@ from click.testing import CliRunner
 from conftest import assert_png_shows_something
 
 from recon.atomic import write_json, write_text
-from recon.batch import METHODS as METHOD_NAMES
 from recon.errors import InputError
-from recon.io import save_mesh
-from recon.report import (
+from recon.evaluation.batch import METHODS as METHOD_NAMES
+from recon.evaluation.report import (
     collect_runs,
     decimated,
     markdown_table,
@@ -28,6 +27,7 @@ from recon.report import (
     summarize,
     write_report,
 )
+from recon.io import save_mesh
 
 SCANS = {"ball": "clean", "egg": "clean", "bean": "noisy"}
 METHODS = ("poisson", "levelset", "atlasnet-25")

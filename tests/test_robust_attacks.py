@@ -8,7 +8,7 @@ import torch
 from conftest import train_digits_mlp
 from torch import nn
 
-from recon.levelset import sample_network
+from recon.core.levelset import sample_network
 from recon.robust import attacks as atk
 from recon.robust.boundary import (
     BoundarySearch,

@@ -89,7 +89,7 @@ def test_sample_network_points_follow_the_boundary_to_first_order():
     search = margin_boundary_search(0.8, "l2", iters=20)
     samples = find_correct_boundary_points(model, images, labels, search, torch.Generator().manual_seed(0))
     fn = MarginFunction(model, labels[samples.index], (1, 4, 4))
-    from recon.levelset import sample_network
+    from recon.core.levelset import sample_network
 
     torch.manual_seed(5)
     direction = [torch.randn_like(p) for p in model.parameters()]

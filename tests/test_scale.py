@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import sphere_points
 
-from recon.fit import tiny_preset
+from recon.core.fit import tiny_preset
+from recon.core.reconstruct import fit_scan, prepare_points
 from recon.io import save_point_cloud
-from recon.reconstruct import fit_scan, prepare_points
 
 FIT_5M_BOUND_MB = 1200
 """Peak RSS of `recon fit` (tiny preset) on a 5M-point scan with normals; measured 803 MB."""

@@ -10,8 +10,8 @@ import pytest
 import trimesh
 from conftest import sphere_points
 
+from recon.core.surface_check import SurfaceCheckConfig, check_surface, distance_to_mesh
 from recon.errors import InputError
-from recon.surface_check import SurfaceCheckConfig, check_surface, distance_to_mesh
 
 BOUND = 1.2
 RADIUS = 0.8

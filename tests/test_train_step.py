@@ -2,7 +2,7 @@
 
 The step shares one forward pass among its terms and builds the sample network from it; the reference here
 evaluates each term on its own, with the sample network p(θ) = p − (F(p; θ) − c)·g/‖g‖² of
-recon.levelset (the function checked against finite differences in test_levelset.py).
+recon.core.levelset (the function checked against finite differences in test_levelset.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import sphere_points
 
-from recon.fit import LevelSetFitter, tiny_preset
-from recon.levelset import sample_network, value_and_gradient
-from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.fit import LevelSetFitter, tiny_preset
+from recon.core.levelset import sample_network, value_and_gradient
+from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
 
 
 def _fitter(dtype: torch.dtype) -> LevelSetFitter:

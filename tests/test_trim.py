@@ -1,4 +1,4 @@
-"""recon.trim: removing the surface a scan does not support, on a hemisphere scan of a closed sphere."""
+"""recon.core.trim: removing the surface a scan does not support, on a hemisphere scan of a closed sphere."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import trimesh
 from conftest import sphere_points
 
+from recon.core.extract import face_areas
+from recon.core.trim import boundary_loop_count, scan_spacing, trim_unsupported
 from recon.errors import InputError
-from recon.extract import face_areas
-from recon.trim import boundary_loop_count, scan_spacing, trim_unsupported
 
 # 20k points on a hemisphere: spacing ≈ 0.027, so the default threshold is ≈ 0.08; the icosphere's edges
 # are ≈ 0.04. The rim of the trimmed mesh lies within threshold + one edge below the scan's rim (z = 0).

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from recon.core.normalize import Normalization
 from recon.device import resolve_device
 from recon.errors import InputError
 from recon.io import check_points
 from recon.models.charts import TEMPLATE_DIMS, TEMPLATES, ChartMLPs, sample_template, template_mesh
-from recon.normalize import Normalization
 
 #: Baseline method name -> (template, number of charts).
 METHODS: dict[str, tuple[str, int]] = {

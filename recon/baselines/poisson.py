@@ -1,10 +1,10 @@
 """Screened Poisson surface reconstruction (Kazhdan & Hoppe 2013) through PyMeshLab or Open3D.
 
 The classic baseline, run as an expert would (a baseline at full strength, never its weakest default): the isolated
-points the levelset fit drops are dropped here too (recon.outliers, same rule and defaults as the fast
+points the levelset fit drops are dropped here too (recon.core.outliers, same rule and defaults as the fast
 preset), normals are taken from the scan or estimated and consistently oriented, the solve runs on an
 adaptive octree of the chosen depth, and the lowest-density vertices can be trimmed to remove the sheets a
-closed solve grows over unobserved regions. The solve runs in the working frame (recon.normalize) and the
+closed solve grows over unobserved regions. The solve runs in the working frame (recon.core.normalize) and the
 mesh is mapped back to the scan's frame.
 
 :func:`prepare_scan` does the work every configuration shares (filter, normals, frame) once, so a sweep over
@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from recon.core.normalize import Normalization
+from recon.core.normals import estimate_normals
+from recon.core.outliers import isolated_point_mask
 from recon.errors import InputError
-from recon.normalize import Normalization
-from recon.normals import estimate_normals
-from recon.outliers import isolated_point_mask
 
 BACKENDS = ("pymeshlab", "open3d")
 NORMAL_SOURCES = ("auto", "scan", "estimate")
@@ -134,7 +134,7 @@ def prepare_scan(
             "dropped": int(isolated.sum()),
             "ratio": config.outlier_ratio,
             "neighbors": config.outlier_neighbors,
-            "rule": "mean distance to the k nearest scan points > ratio x the scan's median (recon.outliers)",
+            "rule": "mean distance to the k nearest scan points > ratio x the scan's median (recon.core.outliers)",
         },
         "normals": normal_source,
         "seconds_prepare": time.perf_counter() - start,

@@ -24,9 +24,9 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from recon.levelset import project_to_zero_level_set
+from recon.core.levelset import project_to_zero_level_set
+from recon.core.losses import NearestScanPoint, data_term
 from recon.lipschitz.network import LipschitzMLP, MLPConfig, frozen, module_lipschitz_bound
-from recon.losses import NearestScanPoint, data_term
 from recon.models.lipschitz_config import LipschitzImplicitConfig
 
 RADIAL_EPS = 1e-3
@@ -177,7 +177,7 @@ def zero_set_samples(
     model: nn.Module, resolution: int = 96, bound: float = 1.2, newton_steps: int = 5
 ) -> np.ndarray:
     """(k, 3) points on {F = 0}: marching-cubes vertices of F refined by generalized Newton steps."""
-    from recon.extract import extract_mesh
+    from recon.core.extract import extract_mesh
     from recon.models.field import numpy_field
 
     vertices, _ = extract_mesh(numpy_field(model), resolution=resolution, bound=bound)

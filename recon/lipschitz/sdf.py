@@ -37,11 +37,11 @@ def distance_field_run(
 ) -> dict:
     """Fit, mesh and check a 1-Lipschitz distance field of ``scan`` (a file or ``example:NAME``) into
     ``run_dir``; returns the content of sdf.json. Nothing is written when the scan cannot be read."""
-    from recon.extract import extract_mesh
+    from recon.core.extract import extract_mesh
+    from recon.core.normalize import Normalization
     from recon.io import save_mesh
     from recon.lipschitz.experiments import load_point_set
     from recon.models.field import numpy_field
-    from recon.normalize import Normalization
 
     seed = config.fit.seed
     points, _ = load_point_set(scan, seed=seed)

@@ -7,7 +7,7 @@ The boundary of a classifier f at a labelled point (x, y) is the zero level set 
 so F < 0 ⇔ x is classified correctly. Boundary points are found as in Atzmon et al. (2019): signed-gradient
 PGD inside a per-example L∞ box (or normalized-gradient PGD in an L2 ball) drives F across zero, then regula
 falsi on the segment back to x finds the root. The points then pass through the sample network of
-:mod:`recon.levelset` (on flattened images, since that module works on (n, d) points), and the losses move the
+:mod:`recon.core.levelset` (on flattened images, since that module works on (n, d) points), and the losses move the
 boundary away from correct points: :func:`levelset_margin_loss` (robustness, replaces cross-entropy) and
 :func:`large_margin_loss` (the geometric SVM, added to cross-entropy).
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from recon.levelset import sample_network, value_and_gradient
+from recon.core.levelset import sample_network, value_and_gradient
 
 
 def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recon.levelset import value_and_gradient
+from recon.core.levelset import value_and_gradient
 from recon.robust.attacks import deepfool
 from recon.robust.boundary import margin, regula_falsi
 

@@ -23,7 +23,7 @@ Two methods fit nothing of their own:
   the scan, evaluates each against the ground truth, keeps the best by Chamfer-L1 as its mesh, and writes
   every configuration's metrics and seconds to ``poisson_configs.json``. It is an oracle anchor: it looks at
   the ground truth to choose, by design, and refuses a scan without one.
-- ``levelset-trimmed`` evaluates the ``mesh_trimmed.ply`` (recon.trim) the fit wrote beside ``mesh.ply`` in
+- ``levelset-trimmed`` evaluates the ``mesh_trimmed.ply`` (recon.core.trim) the fit wrote beside ``mesh.ply`` in
   the scan's ``levelset`` run folder, copied into its own folder as ``mesh.ply``; nothing is refitted. Its
   tasks run after the batch's levelset tasks, and run the levelset task themselves when it has not
   finished; its fit time is the levelset fit's.
@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from recon.atomic import atomic_path, read_json, write_json, write_text
+from recon.core.metrics import DEFAULT_SAMPLES
 from recon.errors import InputError, ReconError, RunDirError
-from recon.metrics import DEFAULT_SAMPLES
 from recon.run import RunFolder
 
 METHODS: dict[str, str] = {
@@ -108,7 +108,7 @@ class BatchSettings:
 
     def fit_config(self):
         """The levelset FitConfig these settings describe."""
-        from recon.fit import PRESETS
+        from recon.core.fit import PRESETS
 
         if self.preset not in PRESETS:
             raise InputError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
@@ -405,8 +405,8 @@ def _recorded_seconds(run: RunFolder) -> float:
 def _fit_levelset(task: Task, run: RunFolder) -> None:
     """Fit (or resume) the level set. A fit refused by its surface check is still evaluated, from its
     mesh_suspect.ply, and stays marked suspect: a benchmark that dropped its failures would flatter itself."""
+    from recon.core.reconstruct import fit_scan, load_config, resume_run
     from recon.errors import FitRefusedError
-    from recon.reconstruct import fit_scan, load_config, resume_run
 
     config = task.settings.fit_config()
     thumbnail = task.settings.thumbnails
@@ -642,7 +642,7 @@ def _evaluate(task: Task, run: RunFolder, gt_mesh) -> tuple[float, dict | None]:
 
 def _metrics(task: Task, pred, gt_mesh, scan_points) -> dict:
     """The batch's evaluation of one prediction: its samples and seed, with the scan→prediction distance."""
-    from recon.metrics import evaluate_reconstruction
+    from recon.core.metrics import evaluate_reconstruction
 
     return evaluate_reconstruction(
         pred, gt_mesh, scan_points=scan_points, n_samples=task.settings.eval_samples, seed=task.settings.seed

@@ -8,7 +8,7 @@ One optimizer step (the paper's, as in the authors' 2020 code):
   3. general level-set samples X_b + N(0, σ²) for σ in ``general_sigmas``, each on its own level c;
   4. all samples go through the sample network p(θ) and the level-set term mean| d(p(θ), X) − |c| |.
 The fast preset also starts from a signed distance estimate of the scan instead of a sphere
-(recon.initial_field), draws general samples from a pool whose nearest scan points are found once, drops
+(recon.core.initial_field), draws general samples from a pool whose nearest scan points are found once, drops
 isolated scan points first, and adds a normal-alignment term when the scan has oriented normals.
 """
 
@@ -22,16 +22,16 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 import torch
 
-from recon.device import resolve_device
-from recon.errors import ConfigError
-from recon.levelset import (
+from recon.core.levelset import (
     bounded_newton_step,
     gaussian_seeds,
     project_to_zero_level_set,
     sample_network,
     uniform_seeds,
 )
-from recon.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.device import resolve_device
+from recon.errors import ConfigError
 from recon.models.field import numpy_field
 from recon.models.implicit import ImplicitConfig
 from recon.models.lipschitz_config import LipschitzImplicitConfig
@@ -63,14 +63,14 @@ class FitConfig:
     init: str = "sphere"
     """Starting field: 'sphere' (geometric initialization, the reference) or 'signed-distance' (the sphere
     regressed for ``init_steps`` steps onto a signed distance estimate of the oriented scan, see
-    recon.initial_field; scans without normals get estimated ones)."""
+    recon.core.initial_field; scans without normals get estimated ones)."""
     init_steps: int = 150
     """Regression steps of the 'signed-distance' start."""
     init_samples: int = 60_000
     """Fixed samples the 'signed-distance' start regresses on."""
     closure_winding: float = 0.5
     """Winding number of the scan at which the 'signed-distance' start closes holes and unseen sides
-    (recon.initial_field); ½ is the soap film spanning a hole's rim, lower values bulge it outward. No
+    (recon.core.initial_field); ½ is the soap film spanning a hole's rim, lower values bulge it outward. No
     value suits every scan (bench/closure): 0.35 halves the error of round objects seen from one side and
     doubles that of thin ones, so the presets keep ½."""
     anchor_weight: float = 0.0
@@ -131,9 +131,9 @@ class FitConfig:
     keep_largest_component: bool = True
     """Drop all but the largest connected component of the mesh."""
     trim: bool = True
-    """Also write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.trim)."""
+    """Also write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.core.trim)."""
     on_suspect: str = "repair"
-    """What a mesh that fails its check against the scan (recon.surface_check) leads to: 'repair' refits
+    """What a mesh that fails its check against the scan (recon.core.surface_check) leads to: 'repair' refits
     from the other orientations of the start (signed-distance start only) and refuses the fit when none
     passes; 'refuse' refuses at once; 'warn' keeps it, marked suspect in meta.json, the log and the last
     line of ``recon fit`` (for smoke runs of a few steps, whose meshes are not meant to be good)."""
@@ -293,7 +293,7 @@ def build_model(config: FitConfig) -> torch.nn.Module:
 
 START_ORIENTATIONS = ("scan", "estimated", "estimated-flipped")
 """Where the signed-distance start takes its normals from, in the order a failed fit tries them: the
-scan's own, estimated ones (recon.normals), or estimated ones with the opposite global sign."""
+scan's own, estimated ones (recon.core.normals), or estimated ones with the opposite global sign."""
 
 
 @dataclass
@@ -392,13 +392,17 @@ class LevelSetFitter:
         """(n, 3) float64 normals for the start, as ``start_orientation`` says."""
         if self.start_orientation == "scan":
             return np.asarray(self.scan_normals, dtype=np.float64)
-        from recon.normals import estimate_normals
+        from recon.core.normals import estimate_normals
 
         normals = estimate_normals(points)
         return -normals if self.start_orientation == "estimated-flipped" else normals
 
     def _start_from_signed_distance(self, points: np.ndarray) -> None:
-        from recon.initial_field import InitialFieldConfig, distill_signed_distance, signed_distance_samples
+        from recon.core.initial_field import (
+            InitialFieldConfig,
+            distill_signed_distance,
+            signed_distance_samples,
+        )
 
         start = time.perf_counter()
         cfg = self.config

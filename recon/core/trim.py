@@ -6,7 +6,7 @@ alone, never the ground truth, and in whatever frame the mesh and the scan share
 
 The rule
 --------
-``spacing`` is the scan's typical point spacing, measured as :mod:`recon.outliers` measures it: the median
+``spacing`` is the scan's typical point spacing, measured as :mod:`recon.core.outliers` measures it: the median
 over scan points of the mean distance to their 16 nearest neighbours. It scales with the scan's units, so
 the rule is the same in the scan frame and in the working frame. A face is *unsupported* when its centroid
 and all three of its vertices lie farther than ``threshold = spacing_factor × spacing`` from every scan
@@ -28,11 +28,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from recon.core.extract import face_areas
 from recon.errors import InputError
-from recon.extract import face_areas
 
 SPACING_NEIGHBORS = 16
-"""Neighbours the scan's spacing is averaged over (as in recon.outliers)."""
+"""Neighbours the scan's spacing is averaged over (as in recon.core.outliers)."""
 DEFAULT_SPACING_FACTOR = 3.0
 DEFAULT_MIN_COMPONENT_SHARE = 0.01
 

@@ -289,7 +289,7 @@ def load_run_field(run_dir: str | os.PathLike) -> RunField:
     """Rebuild the fitted network of ``run_dir`` exactly as ``recon extract`` does."""
     from dataclasses import replace
 
-    from recon.reconstruct import load_config, load_fitter
+    from recon.core.reconstruct import load_config, load_fitter
     from recon.run import RunFolder
 
     run = RunFolder.open(run_dir)

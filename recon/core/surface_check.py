@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from recon.core.extract import face_areas, signed_volume
+from recon.core.metrics import sample_surface
 from recon.errors import InputError
-from recon.extract import face_areas, signed_volume
-from recon.metrics import sample_surface
 
 # Points per block in the hull test, bounding temporary memory.
 _BLOCK = 2048

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.core.fit import FitConfig, LevelSetFitter, StepLog
+from recon.core.normalize import Normalization
 from recon.errors import FitRefusedError, InputError, ReconError, RunDirError
-from recon.fit import FitConfig, LevelSetFitter, StepLog
-from recon.normalize import Normalization
 from recon.run import RunFolder, environment_metadata
 
 ProgressFn = Callable[[StepLog], None]
@@ -54,8 +54,8 @@ def prepare_points(
     work_normals : (m, 3) float32 or None
     normalization : Normalization
     """
+    from recon.core.outliers import isolated_point_mask
     from recon.io import check_points, is_planar
-    from recon.outliers import isolated_point_mask
 
     points = check_points(points, min_points=MIN_FIT_POINTS)
     if len(points) > config.max_points:
@@ -143,7 +143,7 @@ def _usable_scan_normals(points: np.ndarray, normals: np.ndarray | None) -> tupl
         return None, {}
     from scipy.spatial import cKDTree
 
-    from recon.normals import (
+    from recon.core.normals import (
         CONSISTENCY_PROBES,
         MAX_FLIPPED_SHARE,
         MIN_CONSISTENCY,
@@ -291,7 +291,7 @@ def closed_field(fitter: LevelSetFitter, bound: float, margin: float) -> Callabl
 def working_mesh(fitter: LevelSetFitter, resolution: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """The zero level set meshed at ``resolution``³ in the working frame: (v, 3) vertices, (f, 3) faces,
     and its report (sizes, topology, seconds)."""
-    from recon.extract import extract_mesh, keep_largest_component, mesh_report
+    from recon.core.extract import extract_mesh, keep_largest_component, mesh_report
 
     cfg = fitter.config
     voxel = 2 * cfg.extract_bound / (resolution - 1)
@@ -377,7 +377,7 @@ def _checked_mesh(
     run: RunFolder, fitter: LevelSetFitter, normalization: Normalization, progress: ProgressFn | None
 ):
     """Mesh the fit and check it against the scan; when the check fails, act as ``config.on_suspect`` says
-    (refit from the other orientations of the start, recon.fit.START_ORIENTATIONS, and keep the first
+    (refit from the other orientations of the start, recon.core.fit.START_ORIENTATIONS, and keep the first
     that passes; refuse; or warn).
 
     Returns the fitter the mesh came from, (vertices, faces, report) in the working frame, and the check
@@ -429,7 +429,7 @@ def _host_points(fitter: LevelSetFitter) -> np.ndarray:
 
 
 def _surface_check(fitter: LevelSetFitter, mesh, scan: np.ndarray) -> dict:
-    from recon.surface_check import check_surface
+    from recon.core.surface_check import check_surface
 
     vertices, faces, _ = mesh
     cfg = fitter.config
@@ -456,9 +456,9 @@ def _record_check(run: RunFolder, check: dict) -> None:
 def _write_trimmed(
     run: RunFolder, fitter: LevelSetFitter, normalization: Normalization, vertices, faces
 ) -> dict:
-    """Write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.trim)."""
+    """Write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.core.trim)."""
+    from recon.core.trim import trim_unsupported
     from recon.io import save_mesh
-    from recon.trim import trim_unsupported
 
     trimmed_vertices, trimmed_faces, info = trim_unsupported(vertices, faces, _host_points(fitter))
     if len(trimmed_faces):

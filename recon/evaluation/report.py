@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from recon.atomic import read_json, write_json, write_text
-from recon.batch import METHODS, task_status
 from recon.errors import InputError
+from recon.evaluation.batch import METHODS, task_status
 
 ALL = "all"
 """Name of the aggregate over every variant."""
@@ -369,7 +369,7 @@ def _definition_lines(records: list[RunRecord]) -> list[str]:
     if "levelset-trimmed" in methods:
         lines.append(
             f"- {METHODS['levelset-trimmed']}: the levelset mesh with the faces no scan point supports "
-            "removed (recon.trim: farther than a multiple of the scan's point spacing; no ground truth "
+            "removed (recon.core.trim: farther than a multiple of the scan's point spacing; no ground truth "
             "used); not refitted: its fit time and surface check are the levelset fit's."
         )
     return lines

@@ -8,7 +8,7 @@ next to the data and spends its steps on detail.
 The estimate at a query q, with d(q) the distance to the nearest scan point (a KD-tree):
 - near the scan (within ``plane_cells`` cells): ±d, the sign from the side of the tangent planes of the
   nearest scan points (mean of n·(q − x));
-- away from it: d·(1 − 2w), w the generalized winding number of all scan points (recon.winding), inside
+- away from it: d·(1 − 2w), w the generalized winding number of all scan points (recon.core.winding), inside
   where w > ½. Unlike the local planes it closes holes and stays right inside concavities, and unlike ±d
   it is continuous across the cap that closes a hole.
 No random choice enters the estimate: two seeds distil the same target.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from recon.winding import DipoleTree, point_areas
+from recon.core.winding import DipoleTree, point_areas
 
 
 @dataclass

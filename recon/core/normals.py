@@ -4,7 +4,7 @@ Screened Poisson and the fit's starting field need oriented normals. Open3D esti
 by local PCA quickly, but its consistent-tangent-plane orientation (a minimum spanning tree over a k-NN
 graph) is slow and can stall on large or duplicated clouds, so it runs on a bounded subsample (one point
 per voxel: deterministic, no seed) and the orientation is carried to every point by its nearest oriented
-neighbours. The global sign is the one under which the cloud's generalized winding number (recon.winding)
+neighbours. The global sign is the one under which the cloud's generalized winding number (recon.core.winding)
 encloses a volume.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from recon.core.winding import DipoleTree, point_areas
 from recon.errors import InputError
-from recon.winding import DipoleTree, point_areas
 
 #: Most points that go through Open3D's tangent-plane orientation; the rest follow their neighbours.
 MAX_ORIENT_POINTS = 20_000
