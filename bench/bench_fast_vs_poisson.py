@@ -78,7 +78,7 @@ def add_filtered_poisson(rows: list[dict], bench: Path) -> None:
     import trimesh
 
     from recon.baselines.poisson import PoissonConfig, screened_poisson
-    from recon.core.fit import fast_preset
+    from recon.core.config import fast_preset
     from recon.core.metrics import evaluate_reconstruction
     from recon.core.outliers import isolated_point_mask
     from recon.io import load_mesh, load_scan
@@ -92,7 +92,7 @@ def add_filtered_poisson(rows: list[dict], bench: Path) -> None:
             continue
         cloud = load_scan(bench / entry["scan"])
         keep = ~isolated_point_mask(
-            cloud.points, neighbors=preset.outlier_neighbors, ratio=preset.outlier_ratio
+            cloud.points, neighbors=preset.data.outlier_neighbors, ratio=preset.data.outlier_ratio
         )
         normals = cloud.normals[keep] if cloud.normals is not None else None
         vertices, faces, _ = screened_poisson(cloud.points[keep], normals, PoissonConfig())

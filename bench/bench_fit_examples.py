@@ -32,7 +32,7 @@ def run_one(example: str, method: str, preset: str, out: Path) -> dict:
     start = time.perf_counter()
     info: dict = {}
     if method == "levelset":
-        from recon.core.fit import PRESETS
+        from recon.core.config import PRESETS
         from recon.core.reconstruct import fit_scan
 
         result = fit_scan(

@@ -34,7 +34,8 @@ import torch
 from reference_step import PartTimes, ReferenceConfig, ReferenceStep
 
 import recon.core.fit
-from recon.core.fit import FitConfig, LevelSetFitter, fast_preset, paper_preset
+from recon.core.config import FitConfig, fast_preset, paper_preset
+from recon.core.fit import LevelSetFitter
 from recon.core.reconstruct import prepare_points
 from recon.models.implicit import ImplicitMLP
 
@@ -149,14 +150,14 @@ def median_times(times: list[PartTimes]) -> dict:
 
 
 def run_width(points, normals, width: int, steps: int, warmup: int, with_fast: bool) -> dict:
-    paper = replace(paper_preset(), device="cpu")
+    paper = paper_preset().with_(device="cpu")
     paper = replace(paper, model=replace(paper.model, width=width))
     steppers = {
         "reference": reference_stepper(points, normals, paper),
         "paper": fitter_stepper(points, normals, paper),
     }
     if with_fast:
-        steppers["fast"] = fitter_stepper(points, normals, replace(fast_preset(), device="cpu"))
+        steppers["fast"] = fitter_stepper(points, normals, fast_preset().with_(device="cpu"))
     CLOCK.newton_steps.clear()
     CLOCK.reference_newton_steps.clear()
     load_before = os.getloadavg()[0]

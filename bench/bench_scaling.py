@@ -32,7 +32,6 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +82,14 @@ def case_baseline() -> dict:
 def case_fit(scan: str, max_points: int | None, steps: int) -> dict:
     """Setup and per-step seconds of the fast preset on ``scan``."""
     _imports()
-    from recon.core.fit import LevelSetFitter, fast_preset
+    from recon.core.config import fast_preset
+    from recon.core.fit import LevelSetFitter
     from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
 
-    config = replace(fast_preset(), device="cpu")
+    config = fast_preset().with_(device="cpu")
     if max_points:
-        config = replace(config, max_points=max_points)
+        config = config.with_(max_points=max_points)
     t0 = _now()
     cloud = load_scan(scan)
     t1 = _now()
@@ -124,7 +124,8 @@ def case_fit(scan: str, max_points: int | None, steps: int) -> dict:
 def _trained_fitter(model_path: str, scan: str):
     import torch
 
-    from recon.core.fit import FitConfig, LevelSetFitter
+    from recon.core.config import FitConfig
+    from recon.core.fit import LevelSetFitter
     from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
 
@@ -144,11 +145,12 @@ def case_train(scan: str, model_path: str, steps: int) -> dict:
     _imports()
     import torch
 
-    from recon.core.fit import LevelSetFitter, fast_preset
+    from recon.core.config import fast_preset
+    from recon.core.fit import LevelSetFitter
     from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
 
-    config = replace(fast_preset(), device="cpu", steps=steps)
+    config = fast_preset().with_(device="cpu", steps=steps)
     cloud = load_scan(scan)
     work, normals, _ = prepare_points(cloud.points, cloud.normals, config)
     fitter = LevelSetFitter(work, normals, config)
@@ -167,7 +169,7 @@ def case_extract(model_path: str, scan: str, resolution: int, mesh_out: str | No
     from recon.io import save_mesh
 
     fitter, normalization = _trained_fitter(model_path, scan)
-    bound = fitter.config.extract_bound
+    bound = fitter.config.mesh.extract_bound
     voxel = 2 * bound / (resolution - 1)
     before_mb = _peak_mb()
     start = _now()
@@ -282,9 +284,9 @@ def measure(args, out: Path) -> dict:
     scans, gt = write_scans(out, args.sizes)
     model_scan = scans[min(args.sizes, key=lambda n: abs(n - 100_000))]
     baseline = run_case("baseline", args.threads)["peak_mb"]
-    from recon.core.fit import fast_preset
+    from recon.core.config import fast_preset
 
-    default_max_points = fast_preset().max_points
+    default_max_points = fast_preset().data.max_points
     fit, fit_all = [], []
     for n in args.sizes:
         fit.append(run_case("fit", args.threads, scan=str(scans[n]), max_points=None, steps=args.fit_steps))

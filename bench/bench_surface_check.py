@@ -20,7 +20,7 @@ import numpy as np
 
 def working_scan(scan_path: Path, run: Path) -> np.ndarray:
     """The scan points the fit used, in its working frame (same subsample and filter as the fit)."""
-    from recon.core.fit import FitConfig
+    from recon.core.config import FitConfig
     from recon.core.reconstruct import prepare_points
     from recon.io import load_scan
 

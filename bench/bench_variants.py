@@ -26,12 +26,12 @@ from pathlib import Path
 
 
 def fitted_config(overrides: dict, seed: int):
-    from recon.core.fit import fast_preset
+    from recon.core.config import fast_preset
 
     overrides = dict(overrides)
     model = overrides.pop("model", None)
-    config = replace(fast_preset(), seed=seed, **overrides)
-    return replace(config, model=replace(config.model, **model)) if model else config
+    config = fast_preset().with_(seed=seed, **overrides)
+    return config.with_(model=replace(config.model, **model)) if model else config
 
 
 def scan_metrics(mesh_path: Path, gt_path: Path) -> dict | None:

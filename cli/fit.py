@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -116,7 +115,7 @@ def fit(
     quiet,
 ):
     """Fit a neural level set to SCAN and write a watertight mesh in the scan's own frame."""
-    from recon.core.fit import PRESETS
+    from recon.core.config import PRESETS
     from recon.core.reconstruct import fit_scan, resume_run
 
     if resume_dir is not None:
@@ -131,21 +130,24 @@ def fit(
         from recon.examples import example_path
 
         scan = example_path(example)
-    config = replace(PRESETS[preset](), device=device, seed=seed, model_type=model_type, trim=not no_trim)
+    config = PRESETS[preset]().with_(device=device, seed=seed, model_type=model_type, trim=not no_trim)
     if steps is not None:
-        config = replace(config, steps=steps)
+        config = config.with_(steps=steps)
     if resolution is not None:
-        config = replace(config, resolution=resolution)
+        config = config.with_(resolution=resolution)
     if on_suspect is not None:
-        config = replace(config, on_suspect=on_suspect)
+        config = config.with_(on_suspect=on_suspect)
     if closure_winding is not None:
-        config = replace(config, closure_winding=closure_winding)
+        config = config.with_(closure_winding=closure_winding)
     if run_dir is None:
         run_dir = Path("runs") / f"{Path(scan).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not quiet:
-        click.echo(f"fitting {scan} -> {run_dir} (preset {preset}, {config.steps} steps)", err=True)
+        click.echo(f"fitting {scan} -> {run_dir} (preset {preset}, {config.optimizer.steps} steps)", err=True)
     result = _run_with_progress(
-        lambda p: fit_scan(scan, run_dir, config, force=force, progress=p), run_dir, quiet, total=config.steps
+        lambda p: fit_scan(scan, run_dir, config, force=force, progress=p),
+        run_dir,
+        quiet,
+        total=config.optimizer.steps,
     )
     _report(result, quiet)
 
@@ -156,7 +158,7 @@ def _run_with_progress(job, run_dir, quiet, total=None):
 
     if total is None:
         config = load_config(RunFolder.open(run_dir))
-        total, log_every = config.steps, config.log_every
+        total, log_every = config.optimizer.steps, config.log_every
     else:
         log_every = max(total // 20, 1)
     progress = _Progress(total, 0, log_every, quiet)

@@ -65,7 +65,7 @@ def test_fit_extract_resume_through_cli(tmp_path, scan, capsys):
     )
     assert code == 0, err
     assert out.strip() == str(run_dir / "mesh.ply")
-    assert json.loads((run_dir / "config.json").read_text())["closure_winding"] == 0.4
+    assert json.loads((run_dir / "config.json").read_text())["start"]["closure_winding"] == 0.4
     assert (run_dir / "DONE").exists()
     code, out, err = run_cli(["extract", str(run_dir), "--resolution", "24"], capsys)
     assert code == 0, err

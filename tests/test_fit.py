@@ -8,7 +8,7 @@ import trimesh
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.core.fit import FitConfig, tiny_preset
+from recon.core.config import FitConfig, tiny_preset
 from recon.core.reconstruct import extract_run, fit_scan, resume_run
 from recon.errors import InputError, RunDirError
 from recon.io import save_point_cloud
@@ -18,7 +18,7 @@ SCALE = 30.0  # scan units per working unit: checks that the mesh comes back in 
 
 
 def small_config(**overrides) -> FitConfig:
-    return replace(tiny_preset(), device="cpu", **overrides)
+    return tiny_preset().with_(device="cpu", **overrides)
 
 
 @pytest.fixture
@@ -128,3 +128,25 @@ def test_a_fit_checkpoint_holds_every_key_a_resume_requires():
     points, normals = sphere_points(500, 0.5, seed=2)
     fitter = LevelSetFitter(points, normals, small_config(steps=2, resolution=24))
     assert set(LevelSetFitter.REQUIRED_STATE) <= set(fitter.state_dict())
+
+
+def test_fit_config_sections_round_trip_and_a_flat_config_json_of_an_older_run_still_loads():
+    config = tiny_preset().with_(steps=7, closure_winding=0.4, resolution=40, seed=3)
+    assert (config.optimizer.steps, config.start.closure_winding, config.mesh.resolution, config.seed) == (
+        7,
+        0.4,
+        40,
+        3,
+    )
+    assert FitConfig.from_dict(config.to_dict()) == config
+    # The shape of config.json before the sections: one flat object, model_type beside both model blocks.
+    flat = config.flat() | {"lipschitz": {"depth": 4}, "scan": "/some/scan.ply", "levers": {}}
+    assert FitConfig.from_dict(flat) == config
+    assert config.with_(model_type="mlp").model == config.model  # the same network keeps its architecture
+    assert config.with_(model_type="lipschitz").model_type == "lipschitz"
+    with pytest.raises(Exception, match="unknown fit setting"):
+        config.with_(stepz=3)
+    with pytest.raises(Exception, match="steps must be >= 1"):
+        config.with_(steps=0).validate()  # each section validates itself
+    with pytest.raises(ValueError, match="unknown config keys in sampling"):
+        FitConfig.from_dict(config.to_dict() | {"sampling": {"batch_pointz": 3}})

@@ -7,7 +7,6 @@ distance on 20k area-uniform samples (mean of both one-sided means).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import torch
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.core.fit import tiny_preset
+from recon.core.config import tiny_preset
 from recon.core.reconstruct import fit_scan
 from recon.io import load_mesh, save_point_cloud
 
@@ -27,7 +26,7 @@ def chamfer(a, b, n: int = 20_000) -> float:
 
 
 def fit_mesh(path, run_dir, seed: int = 0, threads: int | None = None, **overrides):
-    config = replace(tiny_preset(), seed=seed, device="cpu", **overrides)
+    config = tiny_preset().with_(seed=seed, device="cpu", **overrides)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +122,7 @@ def test_readers_refuse_broken_files_and_accept_or_refuse_the_rest(corpus, name,
 
 @pytest.mark.parametrize(("name", "kind"), [c for c in CORPUS_CASES if c[1] == "degenerate"])
 def test_no_surface_is_fitted_to_a_degenerate_scan(corpus, name, kind, tmp_path):
-    from recon.core.fit import tiny_preset
+    from recon.core.config import tiny_preset
     from recon.core.reconstruct import fit_scan
 
     with pytest.raises(InputError):
@@ -239,11 +238,11 @@ def test_batch_cli_exits_non_zero_with_broken_scans(corpus, good, tmp_path):
 
 @pytest.fixture(scope="module")
 def fitted(good, tmp_path_factory):
-    from recon.core.fit import tiny_preset
+    from recon.core.config import tiny_preset
     from recon.core.reconstruct import fit_scan
 
     run_dir = tmp_path_factory.mktemp("fitted") / "run"
-    config = replace(tiny_preset(), steps=10, resolution=16, device="cpu")
+    config = tiny_preset().with_(steps=10, resolution=16, device="cpu")
     fit_scan(good["scan"], run_dir, config, thumbnail=False)
     return run_dir
 
@@ -359,12 +358,12 @@ def test_a_symlinked_run_folder_leaving_the_bench_is_refused(tmp_path):
 
 def test_gigantic_but_legal_coordinates_are_fitted_in_their_own_frame(tmp_path):
     """1e9-sized coordinates (e.g. millimetres of a far-away site) normalize and come back."""
-    from recon.core.fit import tiny_preset
+    from recon.core.config import tiny_preset
     from recon.core.reconstruct import fit_scan
 
     points, normals = sphere_points(800, radius=3e6, seed=2)
     scan = save_point_cloud(tmp_path / "far.ply", points + 1e9, normals)
-    config = replace(tiny_preset(), steps=5, resolution=16, device="cpu")
+    config = tiny_preset().with_(steps=5, resolution=16, device="cpu")
     result = fit_scan(scan, tmp_path / "run", config, thumbnail=False)
     vertices = load_scan(result.mesh_path, min_points=3).points
     assert np.all(np.isfinite(vertices))

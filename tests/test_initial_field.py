@@ -3,7 +3,8 @@ import torch
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.core.fit import FitConfig, LevelSetFitter, tiny_preset
+from recon.core.config import FitConfig, tiny_preset
+from recon.core.fit import LevelSetFitter
 from recon.core.initial_field import InitialFieldConfig, closure_ramp, signed_distance_estimate
 from recon.core.winding import DipoleTree, point_areas, winding_numbers
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from recon.core.fit import FitConfig, build_model
+from recon.core.config import FitConfig
+from recon.core.fit import build_model
 from recon.models.registry import MODELS, build_network
 
 SIBLINGS = ("recon.lipschitz", "recon.robust")
@@ -45,17 +46,20 @@ print(json.dumps({{"core": core, "loaded": loaded}}))
 
 
 def test_the_lipschitz_network_comes_through_the_registry():
-    config = FitConfig(model_type="lipschitz")
+    config = FitConfig().with_(model_type="lipschitz")
+    assert (
+        config.model_type == "lipschitz" and type(config.model).__name__ == MODELS["lipschitz"].config_class
+    )
     model = build_model(config)
     entry = MODELS["lipschitz"]
     assert type(model).__module__ == entry.module and type(model).__name__ == entry.class_name
-    assert model.config == config.lipschitz
+    assert model.config == config.model
     assert callable(model.fit_report)
     assert type(build_model(FitConfig())).__name__ == "ImplicitMLP"
     with pytest.raises(ValueError, match="unknown model type"):
         build_network("transformer", config)
     with pytest.raises(Exception, match="model_type must be one of mlp, lipschitz"):
-        FitConfig(model_type="transformer").validate()
+        FitConfig().with_(model_type="transformer")
 
 
 def test_the_core_package_loads_nothing_built_on_it():

@@ -419,20 +419,17 @@ def test_a_lipschitz_fit_through_the_pipeline_records_its_guarantee(tmp_path):
     """model_type='lipschitz' reaches the fitter through the model registry, and the network's own report
     (the distance bound) lands in the run folder."""
     import json
-    from dataclasses import replace
 
     from conftest import sphere_points
 
-    from recon.core.fit import tiny_preset
+    from recon.core.config import tiny_preset
     from recon.core.reconstruct import fit_scan
     from recon.io import save_point_cloud
 
     points, normals = sphere_points(2000, 0.6, seed=5)
     save_point_cloud(tmp_path / "scan.ply", points, normals)
-    config = replace(
-        tiny_preset(),
-        model_type="lipschitz",
-        lipschitz=LipschitzImplicitConfig(depth=2, width=32, bjorck_iters=5),
+    config = tiny_preset().with_(
+        model=LipschitzImplicitConfig(depth=2, width=32, bjorck_iters=5),
         init="sphere",
         anchor_weight=0.0,
         steps=30,

@@ -9,15 +9,14 @@ points whose normal faces the viewer, with light noise), strips the normals and 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
+from recon.core.config import tiny_preset
 from recon.core.extract import signed_volume
-from recon.core.fit import tiny_preset
 from recon.core.reconstruct import fit_scan
 from recon.errors import FitRefusedError
 from recon.io import load_mesh, save_point_cloud
@@ -91,7 +90,7 @@ def test_one_sided_scan_without_normals_gives_a_surface_near_the_scan_or_a_refus
     scan = CASES[name]()
     path = tmp_path / "scan.ply"
     save_point_cloud(path, scan)
-    config = replace(tiny_preset(), steps=120, resolution=48, on_suspect="repair")
+    config = tiny_preset().with_(steps=120, resolution=48, on_suspect="repair")
     try:
         result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
     except FitRefusedError as refusal:
@@ -142,7 +141,7 @@ def test_scan_with_wrong_normals_still_gives_the_sphere(kind, tmp_path):
     points, normals = _corrupted_normals(kind)
     path = tmp_path / "scan.ply"
     save_point_cloud(path, points, normals)
-    config = replace(tiny_preset(), steps=120, resolution=48, on_suspect="repair")
+    config = tiny_preset().with_(steps=120, resolution=48, on_suspect="repair")
     result = fit_scan(path, tmp_path / "run", config, thumbnail=False)
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert not meta["surface_check"]["suspect"]

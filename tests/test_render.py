@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from conftest import torus_points
 
 from recon.cli.render import render
-from recon.core.fit import PRESETS, LevelSetFitter
+from recon.core.config import PRESETS
+from recon.core.fit import LevelSetFitter
 from recon.core.normalize import Normalization
 from recon.errors import InputError, RunDirError
 from recon.evaluation.sphere_trace import box_interval, camera_rays, render_run, sphere_trace, unit_normals
@@ -158,9 +159,9 @@ def test_trained_lipschitz_trace_agrees_with_extracted_mesh(trained_lipschitz):
 def make_run(tmp_path, model_type: str, points: np.ndarray | None = None):
     """An untrained (sphere-initialized) run folder of ``points`` (default: a torus), as ``recon fit``
     lays it out."""
-    config = replace(PRESETS["tiny"](), model_type=model_type, device="cpu")
+    config = PRESETS["tiny"]().with_(model_type=model_type, device="cpu")
     if model_type == "lipschitz":
-        config = replace(config, lipschitz=replace(config.lipschitz, depth=2, width=32, bjorck_iters=5))
+        config = config.with_(model=replace(config.model, depth=2, width=32, bjorck_iters=5))
     points = (torus_points(400) if points is None else points).astype(np.float32)
     run = RunFolder.create(tmp_path / model_type)
     run.write_json("config.json", config.to_dict())

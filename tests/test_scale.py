@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import sphere_points
 
-from recon.core.fit import tiny_preset
+from recon.core.config import tiny_preset
 from recon.core.reconstruct import fit_scan, prepare_points
 from recon.io import save_point_cloud
 
@@ -29,7 +29,7 @@ EVAL_1M_BOUND_MB = 600
 def test_a_scan_larger_than_max_points_is_subsampled_and_the_run_says_so(tmp_path):
     points, normals = sphere_points(3000, radius=1.0, seed=5)
     scan = save_point_cloud(tmp_path / "big.ply", points, normals)
-    config = replace(tiny_preset(), steps=2, resolution=16, device="cpu", max_points=500)
+    config = tiny_preset().with_(steps=2, resolution=16, device="cpu", max_points=500)
     fit_scan(scan, tmp_path / "run", config, thumbnail=False)
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert (meta["scan_points"], meta["points_used"], meta["subsampled"]) == (3000, 500, True)
@@ -40,7 +40,7 @@ def test_a_scan_larger_than_max_points_is_subsampled_and_the_run_says_so(tmp_pat
 
 def test_subsampling_is_seeded_and_draws_distinct_points():
     points, normals = sphere_points(5000, seed=6)
-    config = replace(tiny_preset(), max_points=1000, seed=3)
+    config = tiny_preset().with_(max_points=1000, seed=3)
     first, first_normals, _ = prepare_points(points, normals, config)
     again, _, _ = prepare_points(points, normals, config)
     other, _, _ = prepare_points(points, normals, replace(config, seed=4))

@@ -8,14 +8,14 @@ recon.core.levelset (the function checked against finite differences in test_lev
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from conftest import sphere_points
 
-from recon.core.fit import LevelSetFitter, tiny_preset
+from recon.core.config import tiny_preset
+from recon.core.fit import LevelSetFitter
 from recon.core.levelset import sample_network, value_and_gradient
 from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
 
@@ -24,8 +24,7 @@ def _fitter(dtype: torch.dtype) -> LevelSetFitter:
     """A tiny fit of a noisy sphere with normals and an anchor, in ``dtype``, after two warm-up steps."""
     points, normals = sphere_points(1500, 0.6, seed=3)
     points = points + np.random.default_rng(3).normal(scale=0.003, size=points.shape)
-    config = replace(
-        tiny_preset(),
+    config = tiny_preset().with_(
         init_steps=5,
         init_samples=1000,
         batch_points=500,
@@ -34,7 +33,9 @@ def _fitter(dtype: torch.dtype) -> LevelSetFitter:
         general_pool=2000,
         normal_points=200,
     )
-    assert config.anchor_weight > 0 and config.normal_weight > 0 and config.warm_start  # every term runs
+    assert (
+        config.start.anchor_weight > 0 and config.loss.normal_weight > 0 and config.sampling.warm_start
+    )  # every term runs
     fitter = LevelSetFitter(points, normals, config)
     fitter.model.to(dtype)
     fitter.points = fitter.points.to(dtype)
@@ -42,7 +43,7 @@ def _fitter(dtype: torch.dtype) -> LevelSetFitter:
     fitter.anchor = fitter.anchor.to(dtype)
     fitter.general_pools = [(pool.to(dtype), near) for pool, near in fitter.general_pools]
     fitter.nearest = NearestScanPoint(fitter.points)
-    fitter.optimizer = torch.optim.Adam(fitter.model.parameters(), lr=config.lr)
+    fitter.optimizer = torch.optim.Adam(fitter.model.parameters(), lr=config.optimizer.lr)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # the step's own random draws
     try:
@@ -61,14 +62,16 @@ def _reference_loss(fitter: LevelSetFitter, model: torch.nn.Module, batch) -> to
     moved = sample_network(model, samples, levels, grads)
     nearest = torch.cat([fitter.nearest.indices(batch.zero), batch.general_nearest])
     loss = levelset_sample_term(
-        moved, levels, fitter.nearest, cfg.loss_form, nearest, max_distance=cfg.anchor_distance
+        moved, levels, fitter.nearest, cfg.loss.loss_form, nearest, max_distance=cfg.start.anchor_distance
     )
-    loss = loss + cfg.data_weight * data_term(model(fitter.points[batch.scan_indices]), cfg.loss_form)
-    loss = loss + cfg.anchor_weight * (model(batch.anchor[:, :3]) - batch.anchor[:, 3]).abs().mean()
-    on_scan = batch.scan_indices[: cfg.normal_points]
+    loss = loss + cfg.loss.data_weight * data_term(
+        model(fitter.points[batch.scan_indices]), cfg.loss.loss_form
+    )
+    loss = loss + cfg.start.anchor_weight * (model(batch.anchor[:, :3]) - batch.anchor[:, 3]).abs().mean()
+    on_scan = batch.scan_indices[: cfg.loss.normal_points]
     x = fitter.points[on_scan].requires_grad_(True)
     (scan_grads,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
-    return loss + cfg.normal_weight * normal_term(scan_grads, fitter.normals[on_scan])
+    return loss + cfg.loss.normal_weight * normal_term(scan_grads, fitter.normals[on_scan])
 
 
 @pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-9), (torch.float32, 2e-3)])

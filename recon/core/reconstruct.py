@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.core.fit import FitConfig, LevelSetFitter, StepLog
+from recon.core.config import FitConfig
+from recon.core.fit import LevelSetFitter, StepLog
 from recon.core.normalize import Normalization
 from recon.errors import FitRefusedError, InputError, ReconError, RunDirError
 from recon.run import RunFolder, environment_metadata
@@ -50,7 +51,7 @@ def prepare_points(
 
     Returns
     -------
-    work_points : (m, 3) float32, m ≤ config.max_points
+    work_points : (m, 3) float32, m ≤ config.data.max_points
     work_normals : (m, 3) float32 or None
     normalization : Normalization
     """
@@ -58,9 +59,9 @@ def prepare_points(
     from recon.io import check_points, is_planar
 
     points = check_points(points, min_points=MIN_FIT_POINTS)
-    if len(points) > config.max_points:
+    if len(points) > config.data.max_points:
         keep = np.sort(
-            np.random.default_rng(config.seed).choice(len(points), config.max_points, replace=False)
+            np.random.default_rng(config.seed).choice(len(points), config.data.max_points, replace=False)
         )
         points = points[keep]
         normals = normals[keep] if normals is not None else None
@@ -69,8 +70,10 @@ def prepare_points(
         raise InputError(
             "the scan is flat (all points lie on a plane): no closed surface can be fitted to it"
         )
-    if config.outlier_ratio > 0:
-        inliers = ~isolated_point_mask(points, neighbors=config.outlier_neighbors, ratio=config.outlier_ratio)
+    if config.data.outlier_ratio > 0:
+        inliers = ~isolated_point_mask(
+            points, neighbors=config.data.outlier_neighbors, ratio=config.data.outlier_ratio
+        )
         if inliers.sum() < MIN_FIT_POINTS:
             raise InputError(
                 f"only {int(inliers.sum())} of the scan's points are not isolated; at least "
@@ -103,7 +106,7 @@ def fit_scan(
     run = RunFolder.create(run_dir, force=force)
     try:
         fitter = LevelSetFitter(work_points, work_normals, config)
-        used = _points_used(len(cloud.points), len(work_points), config.max_points)
+        used = _points_used(len(cloud.points), len(work_points), config.data.max_points)
         run.write_json(
             "meta.json", environment_metadata(str(fitter.device), config.seed) | used | normals_report
         )
@@ -218,7 +221,7 @@ def extract_run(
     """Re-mesh a fitted run at ``resolution``; writes ``output`` (default RUN/mesh_<res>.ply)."""
     run = RunFolder.open(run_dir)
     config = load_config(run)
-    resolution = resolution or config.resolution
+    resolution = resolution or config.mesh.resolution
     output = Path(output) if output else run.path / f"mesh_{resolution}.ply"
     if output.exists() and not force:
         raise RunDirError(f"{output} exists; pass --force to overwrite it")
@@ -294,14 +297,16 @@ def working_mesh(fitter: LevelSetFitter, resolution: int) -> tuple[np.ndarray, n
     from recon.core.extract import extract_mesh, keep_largest_component, mesh_report
 
     cfg = fitter.config
-    voxel = 2 * cfg.extract_bound / (resolution - 1)
+    voxel = 2 * cfg.mesh.extract_bound / (resolution - 1)
     start = time.perf_counter()
     vertices, faces = extract_mesh(
-        closed_field(fitter, cfg.extract_bound, 2 * voxel), resolution=resolution, bound=cfg.extract_bound
+        closed_field(fitter, cfg.mesh.extract_bound, 2 * voxel),
+        resolution=resolution,
+        bound=cfg.mesh.extract_bound,
     )
     if len(faces) == 0:
         raise InputError("the fitted level set has no surface inside the meshing box (the fit diverged)")
-    if cfg.keep_largest_component:
+    if cfg.mesh.keep_largest_component:
         vertices, faces = keep_largest_component(vertices, faces)
     report = mesh_report(vertices, faces)
     report["resolution"] = resolution
@@ -339,7 +344,7 @@ def _train_and_mesh(
     cfg = fitter.config
     save_mesh(run.mesh_path, normalization.to_scan(vertices), faces, force=True)
     run.log(f"mesh {run.mesh_path}: {report}")
-    if cfg.trim:
+    if cfg.mesh.trim:
         report["trimmed"] = _write_trimmed(run, fitter, normalization, vertices, faces)
     _record_model_report(run, fitter)
     if thumbnail:
@@ -353,13 +358,13 @@ def _train(run: RunFolder, fitter: LevelSetFitter, progress: ProgressFn | None) 
     """Step ``fitter`` to its config's step count, logging and checkpointing on the way."""
     cfg = fitter.config
     with _sigint_between_steps() as interrupted:
-        while fitter.step < cfg.steps:
+        while fitter.step < cfg.optimizer.steps:
             log = fitter.train_step()
-            if log.step % cfg.log_every == 0 or log.step == cfg.steps:
+            if log.step % cfg.log_every == 0 or log.step == cfg.optimizer.steps:
                 record = vars(log) | {"train_seconds": round(fitter.seconds, 3)}
                 run.append_metrics(record)
                 run.log(
-                    f"step {log.step}/{cfg.steps} loss {log.loss:.5f} levelset {log.levelset:.5f} "
+                    f"step {log.step}/{cfg.optimizer.steps} loss {log.loss:.5f} levelset {log.levelset:.5f} "
                     f"data {log.data:.5f} normal {log.normal:.4f} lr {log.lr:.2e}"
                 )
             if log.step % cfg.checkpoint_every == 0:
@@ -388,7 +393,7 @@ def _checked_mesh(
     attempts = []
     orientation = fitter.start_orientation
     while True:
-        mesh = working_mesh(fitter, cfg.resolution)
+        mesh = working_mesh(fitter, cfg.mesh.resolution)
         check = _surface_check(fitter, mesh, _host_points(fitter))
         attempts.append(
             {"start_orientation": orientation, "suspect": check["suspect"], "reasons": check["reasons"]}
@@ -400,7 +405,7 @@ def _checked_mesh(
             not check["suspect"]
             or cfg.on_suspect != "repair"
             or not remaining
-            or cfg.init != "signed-distance"
+            or cfg.start.init != "signed-distance"
         ):
             break
         orientation = remaining[0]
@@ -433,7 +438,7 @@ def _surface_check(fitter: LevelSetFitter, mesh, scan: np.ndarray) -> dict:
 
     vertices, faces, _ = mesh
     cfg = fitter.config
-    return check_surface(vertices, faces, scan, domain_bound=cfg.extract_bound, seed=cfg.seed).to_dict()
+    return check_surface(vertices, faces, scan, domain_bound=cfg.mesh.extract_bound, seed=cfg.seed).to_dict()
 
 
 def check_summary(check: dict) -> str:

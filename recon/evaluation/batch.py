@@ -108,12 +108,12 @@ class BatchSettings:
 
     def fit_config(self):
         """The levelset FitConfig these settings describe."""
-        from recon.core.fit import PRESETS
+        from recon.core.config import PRESETS
 
         if self.preset not in PRESETS:
             raise InputError(f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        config = replace(PRESETS[self.preset](), device=self.device, seed=self.seed)
-        return config if self.steps is None else replace(config, steps=self.steps)
+        config = PRESETS[self.preset]().with_(device=self.device, seed=self.seed)
+        return config if self.steps is None else config.with_(steps=self.steps)
 
 
 @dataclass(frozen=True)

@@ -303,8 +303,8 @@ def load_run_field(run_dir: str | os.PathLike) -> RunField:
         certified = float(model.lipschitz_bound("l2"))
     else:
         model.requires_grad_(False)
-    voxel = 2 * config.extract_bound / (config.resolution - 1)
-    return RunField(model, config.model_type, certified, config.extract_bound, points, voxel)
+    voxel = 2 * config.mesh.extract_bound / (config.mesh.resolution - 1)
+    return RunField(model, config.model_type, certified, config.mesh.extract_bound, points, voxel)
 
 
 def step_lipschitz(field: RunField, *, unsafe: bool, seed: int = 0) -> tuple[float, bool]:
