@@ -54,7 +54,8 @@ def mlp_field(seed: int = 0):
 
 
 def run_case(field_name: str, resolution: int, margin: float, dense: bool) -> dict:
-    from recon.core.extract import dense_grid_values, extract_mesh, mesh_report
+    from recon.core.extract import dense_grid_values, extract_mesh
+    from recon.core.mesh_ops import mesh_report
 
     field = sphere_sdf if field_name == "sphere" else mlp_field()
     vertices, faces, stats = extract_mesh(

@@ -164,7 +164,8 @@ def case_train(scan: str, model_path: str, steps: int) -> dict:
 def case_extract(model_path: str, scan: str, resolution: int, mesh_out: str | None) -> dict:
     """Seconds and peak memory of meshing the saved network at ``resolution``³."""
     _imports()
-    from recon.core.extract import extract_mesh, keep_largest_component
+    from recon.core.extract import extract_mesh
+    from recon.core.mesh_ops import keep_largest_component
     from recon.core.reconstruct import closed_field
     from recon.io import save_mesh
 

@@ -11,7 +11,7 @@ import click
 from recon.cli.options import FiniteFloatRange
 from recon.core.metrics import DEFAULT_SAMPLES
 from recon.device import DEVICE_NAMES
-from recon.evaluation.batch import DEFAULT_METHODS, METHODS, BatchSettings
+from recon.evaluation.plan import DEFAULT_METHODS, METHODS, BatchSettings
 
 
 def _methods(ctx, param, value: str) -> tuple[str, ...]:

@@ -17,15 +17,10 @@ from recon.atomic import write_json
 from recon.core.metrics import evaluate_reconstruction
 from recon.data.manifest import write_manifest
 from recon.errors import InputError, RunDirError
-from recon.evaluation.batch import (
-    BatchSettings,
-    dataset_entries,
-    plan_tasks,
-    run_batch,
-    run_task,
-    task_claim,
-    task_status,
-)
+from recon.evaluation.batch import run_batch
+from recon.evaluation.claims import task_claim, task_status
+from recon.evaluation.methods import run_task
+from recon.evaluation.plan import BatchSettings, dataset_entries, plan_tasks
 from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
 
 SETTINGS = BatchSettings(preset="tiny", steps=10, poisson_depth=5, eval_samples=2000, thumbnails=False)
@@ -337,7 +332,7 @@ def test_poisson_best_refuses_a_scan_without_ground_truth(dataset, tmp_path):
 def fake_levelset_fit(monkeypatch):
     """Replace the levelset fit (in this process) by one writing a sphere, a surface check and, when asked,
     a trimmed mesh (the sphere's upper half); returns the list of the fits made."""
-    import recon.evaluation.batch
+    import recon.evaluation.methods
 
     fits = []
 
@@ -354,7 +349,7 @@ def fake_levelset_fit(monkeypatch):
                 run.path / "meta.json", {"method": "levelset", "seconds": 12.5, "surface_check": check}
             )
 
-        monkeypatch.setattr(recon.evaluation.batch, "_fit_levelset", fit)
+        monkeypatch.setattr(recon.evaluation.methods, "_fit_levelset", fit)
         return fits
 
     return install

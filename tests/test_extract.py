@@ -7,12 +7,8 @@ import pytest
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
-from recon.core.extract import (
-    dense_grid_values,
-    extract_mesh,
-    keep_largest_component,
-    mesh_report,
-)
+from recon.core.extract import dense_grid_values, extract_mesh
+from recon.core.mesh_ops import keep_largest_component, mesh_report
 from recon.errors import ReconError
 
 BOUND = 1.2

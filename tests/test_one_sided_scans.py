@@ -16,7 +16,7 @@ from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
 from recon.core.config import tiny_preset
-from recon.core.extract import signed_volume
+from recon.core.mesh_ops import signed_volume
 from recon.core.reconstruct import fit_scan
 from recon.errors import FitRefusedError
 from recon.io import load_mesh, save_point_cloud

@@ -17,16 +17,15 @@ from conftest import assert_png_shows_something
 
 from recon.atomic import write_json, write_text
 from recon.errors import InputError
-from recon.evaluation.batch import METHODS as METHOD_NAMES
+from recon.evaluation.plan import METHODS as METHOD_NAMES
 from recon.evaluation.report import (
     collect_runs,
-    decimated,
     markdown_table,
     mean_std_text,
-    render_thumbnail,
     summarize,
     write_report,
 )
+from recon.evaluation.report_html import decimated, render_thumbnail
 from recon.io import save_mesh
 
 SCANS = {"ball": "clean", "egg": "clean", "bean": "noisy"}

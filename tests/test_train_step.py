@@ -40,9 +40,11 @@ def _fitter(dtype: torch.dtype) -> LevelSetFitter:
     fitter.model.to(dtype)
     fitter.points = fitter.points.to(dtype)
     fitter.normals = fitter.normals.to(dtype)
-    fitter.anchor = fitter.anchor.to(dtype)
-    fitter.general_pools = [(pool.to(dtype), near) for pool, near in fitter.general_pools]
     fitter.nearest = NearestScanPoint(fitter.points)
+    sampler = fitter.sampler
+    sampler.points, sampler.nearest = fitter.points, fitter.nearest
+    sampler.anchor = sampler.anchor.to(dtype)
+    sampler.general_pools = [(pool.to(dtype), near) for pool, near in sampler.general_pools]
     fitter.optimizer = torch.optim.Adam(fitter.model.parameters(), lr=config.optimizer.lr)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # the step's own random draws

@@ -7,7 +7,7 @@ import pytest
 import trimesh
 from conftest import sphere_points
 
-from recon.core.extract import face_areas
+from recon.core.mesh_ops import face_areas
 from recon.core.trim import boundary_loop_count, scan_spacing, trim_unsupported
 from recon.errors import InputError
 

@@ -24,6 +24,7 @@ from recon.core.normalize import Normalization
 from recon.core.normals import estimate_normals
 from recon.core.outliers import isolated_point_mask
 from recon.errors import InputError
+from recon.io.cleanup import drop_unreferenced
 
 BACKENDS = ("pymeshlab", "open3d")
 NORMAL_SOURCES = ("auto", "scan", "estimate")
@@ -296,11 +297,7 @@ def _trim_low_density(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Remove vertices below the density ``quantile`` with their faces; reindex the rest."""
     keep = density >= np.quantile(density, quantile)
-    faces = faces[keep[faces].all(axis=1)]
-    used = np.zeros(len(vertices), dtype=bool)
-    used[faces] = True
-    new_index = np.cumsum(used) - 1
-    return vertices[used], new_index[faces]
+    return drop_unreferenced(vertices, faces[keep[faces].all(axis=1)])
 
 
 def _backend_version(backend: str) -> str:

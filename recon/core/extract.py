@@ -1,4 +1,4 @@
-"""Meshes of implicit fields: coarse-to-fine marching cubes, clean-up and mesh statistics.
+"""Meshes of implicit fields by coarse-to-fine marching cubes (their measures: :mod:`recon.core.mesh_ops`).
 
 A fitted network F: R³ → R (negative inside) is meshed by marching cubes at level 0 over the box
 [-bound, bound]³ sampled with ``resolution`` points per axis, exactly like dense marching cubes on
@@ -45,7 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recon.core.mesh_ops import empty_mesh
 from recon.errors import ReconError
+from recon.io.cleanup import drop_degenerate_faces, drop_unreferenced
 
 FieldFn = Callable[[np.ndarray], np.ndarray]
 """(n, 3) float32 working-frame points -> (n,) float32 field values (negative inside)."""
@@ -526,20 +528,7 @@ def _weld(
     remap[inner] = np.arange(len(inner))
     remap[seam] = len(inner) + inverse.reshape(-1)
     out_v = np.concatenate([all_v[inner], welded])
-    out_f = remap[all_f]
-    good = (out_f[:, 0] != out_f[:, 1]) & (out_f[:, 1] != out_f[:, 2]) & (out_f[:, 0] != out_f[:, 2])
-    return _drop_unreferenced(out_v, out_f[good])
-
-
-def _drop_unreferenced(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    used = np.zeros(len(vertices), dtype=bool)
-    used[faces.reshape(-1)] = True
-    index = np.cumsum(used) - 1
-    return vertices[used], index[faces].astype(np.int64)
-
-
-def _empty_mesh() -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros((0, 3), dtype=np.float64), np.zeros((0, 3), dtype=np.int64)
+    return drop_unreferenced(out_v, drop_degenerate_faces(remap[all_f]))
 
 
 def _level(ex: _Extractor, stride: int, cells: np.ndarray) -> _Level:
@@ -654,113 +643,8 @@ def extract_mesh(
         index_vertices, faces = _weld(*parts)
         vertices = index_vertices * ex.voxel - bound
     else:
-        vertices, faces = _empty_mesh()
+        vertices, faces = empty_mesh()
     stats.seconds = time.perf_counter() - start
     if return_stats:
         return vertices, faces, stats
     return vertices, faces
-
-
-def _vertex_components(n_vertices: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
-    """Number of vertex-connected components and the (n_vertices,) label of each vertex."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    rows = np.concatenate([faces[:, 0], faces[:, 1]])
-    cols = np.concatenate([faces[:, 1], faces[:, 2]])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n_vertices,) * 2)
-    return connected_components(graph, directed=False)
-
-
-def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(f,) float64 triangle areas."""
-    v = np.asarray(vertices, dtype=np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
-
-
-def keep_largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The connected piece with the largest area (pieces share vertices); unused vertices dropped.
-
-    Parameters
-    ----------
-    vertices : (v, 3) float
-    faces : (f, 3) int
-
-    Returns
-    -------
-    vertices : (v', 3) float64
-    faces : (f', 3) int64
-    """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    if not len(faces):
-        return _empty_mesh()
-    _, labels = _vertex_components(len(vertices), faces)
-    face_label = labels[faces[:, 0]]
-    area = np.bincount(face_label, weights=face_areas(vertices, faces))
-    return _drop_unreferenced(vertices, faces[face_label == np.argmax(area)])
-
-
-def _edge_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges (e, 2), faces per edge (e,), and net direction count per edge (e,)."""
-    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    forward = directed[:, 0] < directed[:, 1]
-    undirected = np.sort(directed, axis=1)
-    edges, inverse, counts = np.unique(undirected, axis=0, return_inverse=True, return_counts=True)
-    net = np.bincount(inverse.reshape(-1), weights=np.where(forward, 1.0, -1.0), minlength=len(edges))
-    return edges, counts, net
-
-
-def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Enclosed volume of a closed, consistently oriented mesh (positive for outward normals)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
-def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
-    """Topology and size of a triangle mesh, as plain Python values.
-
-    Returns
-    -------
-    report : dict
-        ``n_vertices``, ``n_faces`` (referenced vertices only); ``watertight`` (every edge has
-        exactly two faces); ``is_manifold`` (edge-manifold: no edge has more than two faces);
-        ``winding_consistent`` (every edge with two faces is traversed once in each direction);
-        ``n_boundary_edges``; ``euler_characteristic`` (V - E + F); ``n_components``
-        (vertex-connected); ``area``; ``volume`` (signed, positive for outward normals; None unless
-        watertight and consistently wound).
-    """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    if not len(faces):
-        return {
-            "n_vertices": 0,
-            "n_faces": 0,
-            "watertight": False,
-            "is_manifold": True,
-            "winding_consistent": True,
-            "n_boundary_edges": 0,
-            "euler_characteristic": 0,
-            "n_components": 0,
-            "area": 0.0,
-            "volume": None,
-        }
-    vertices, faces = _drop_unreferenced(vertices, faces)
-    edges, counts, net = _edge_counts(faces)
-    watertight = bool((counts == 2).all())
-    winding = bool((net[counts == 2] == 0).all())
-    n_components, _ = _vertex_components(len(vertices), faces)
-    return {
-        "n_vertices": len(vertices),
-        "n_faces": len(faces),
-        "watertight": watertight,
-        "is_manifold": bool((counts <= 2).all()),
-        "winding_consistent": winding,
-        "n_boundary_edges": int((counts == 1).sum()),
-        "euler_characteristic": int(len(vertices) - len(edges) + len(faces)),
-        "n_components": int(n_components),
-        "area": float(face_areas(vertices, faces).sum()),
-        "volume": signed_volume(vertices, faces) if watertight and winding else None,
-    }

@@ -1,4 +1,4 @@
-"""Fitting a neural level set to a scan: configuration, presets and the training loop.
+"""Fitting a neural level set to a scan: the network, its start and the training loop.
 
 One optimizer step (the paper's, as in the authors' 2020 code):
   1. a batch of scan points X_b → data term mean|F(x)|;
@@ -9,7 +9,9 @@ One optimizer step (the paper's, as in the authors' 2020 code):
   4. all samples go through the sample network p(θ) and the level-set term mean| d(p(θ), X) − |c| |.
 The fast preset also starts from a signed distance estimate of the scan instead of a sphere
 (recon.core.initial_field), draws general samples from a pool whose nearest scan points are found once, drops
-isolated scan points first, and adds a normal-alignment term when the scan has oriented normals.
+isolated scan points first, and adds a normal-alignment term when the scan has oriented normals. The random
+draws of steps 1–3 are recon.core.sampler's; this module owns the network, the start, the loss and the
+optimizer.
 """
 
 from __future__ import annotations
@@ -22,14 +24,9 @@ import numpy as np
 import torch
 
 from recon.core.config import FitConfig
-from recon.core.levelset import (
-    bounded_newton_step,
-    gaussian_seeds,
-    project_to_zero_level_set,
-    sample_network,
-    uniform_seeds,
-)
+from recon.core.levelset import sample_network
 from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.sampler import LevelSetSampler, StepBatch
 from recon.device import resolve_device
 from recon.errors import ConfigError
 from recon.models.field import numpy_field
@@ -44,22 +41,6 @@ def build_model(config: FitConfig) -> torch.nn.Module:
 START_ORIENTATIONS = ("scan", "estimated", "estimated-flipped")
 """Where the signed-distance start takes its normals from, in the order a failed fit tries them: the
 scan's own, estimated ones (recon.core.normals), or estimated ones with the opposite global sign."""
-
-
-@dataclass
-class StepBatch:
-    """What one optimizer step is computed on."""
-
-    scan_indices: torch.Tensor
-    """(b,) long: the scan points of the data (and normal) term."""
-    zero: torch.Tensor
-    """(m, 3) zero-level-set samples, already moved by this step's Newton steps."""
-    general: torch.Tensor
-    """(k, 3) general level-set samples."""
-    general_nearest: torch.Tensor | None
-    """(k,) long: their nearest scan points when known in advance (pooled samples), else None."""
-    anchor: torch.Tensor
-    """(a, 4) anchor samples: x, y, z and the start's estimate (a = 0 without an anchor)."""
 
 
 @dataclass
@@ -78,7 +59,7 @@ class StepLog:
 
 
 class LevelSetFitter:
-    """Owns the network, optimizer, sample pool and RNG of one fit; steps it and (de)serializes it.
+    """Owns the network, optimizer and sampler of one fit; steps it and (de)serializes it.
 
     Parameters
     ----------
@@ -106,7 +87,6 @@ class LevelSetFitter:
             raise ConfigError(f"start orientation {self.start_orientation!r} is not available for this scan")
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        self.generator = torch.Generator().manual_seed(config.seed)
         self.points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         use_normals = normals is not None and config.loss.normal_weight > 0
         self.normals = (
@@ -117,12 +97,9 @@ class LevelSetFitter:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.lr)
         self.step = 0
         self.seconds = 0.0
-        self.pool: torch.Tensor | None = None
-        self.general_pools = self._general_pools() if config.sampling.general_pool else None
+        self.sampler = LevelSetSampler(self.points, self.nearest, config)
         self.init_error: float | None = None
         """Final mean |F − s| of the signed-distance start (None for the sphere)."""
-        self.anchor = torch.zeros(0, 4, device=self.device)
-        """(a, 4) anchor samples far from the scan: x, y, z and the start's signed distance estimate."""
         if initialize and config.start.init == "signed-distance":
             self._start_from_signed_distance(points)
 
@@ -178,77 +155,8 @@ class LevelSetFitter:
         if cfg.start.anchor_weight > 0:
             far = tree.query(queries, k=1, workers=-1)[0] > cfg.start.anchor_distance
             anchor = np.concatenate([queries[far], targets[far, None]], axis=1)
-            self.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
+            self.sampler.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
         self.seconds += time.perf_counter() - start
-
-    # ---------------------------------------------------------------- sampling
-    def _randint(self, high: int, n: int) -> torch.Tensor:
-        return torch.randint(high, (n,), generator=self.generator).to(self.device)
-
-    def _fresh_zero_seeds(self, n: int) -> torch.Tensor:
-        cfg = self.config
-        n_uniform = int(round(n * cfg.sampling.uniform_fraction))
-        near = self.points[self._randint(len(self.points), n - n_uniform)]
-        near = gaussian_seeds(near, cfg.sampling.seed_sigma, self.generator)
-        box = uniform_seeds(n_uniform, cfg.sampling.seed_bound, device=self.device, generator=self.generator)
-        return torch.cat([near, box])
-
-    def _zero_level_samples(self) -> torch.Tensor:
-        """(m, 3) zero-level-set samples for this step, before the final evaluation.
-
-        Fresh seeds take ``newton_steps`` Newton moves here. A warm pool already took its last move at the
-        end of the previous step (from that step's F and ∇F, see ``train_step``), so it takes
-        ``newton_steps − 1`` more, and the seeds that refresh it join unprojected: every sample still
-        takes one Newton move per step it lives, without a second pass through the network.
-        """
-        cfg = self.config
-        moves = cfg.sampling.newton_steps
-        if cfg.sampling.warm_start and self.pool is not None:
-            n_new = int(round(cfg.sampling.zero_samples * cfg.sampling.refresh_fraction))
-            keep = self.pool[n_new:] if n_new else self.pool
-            p = torch.cat([keep, self._fresh_zero_seeds(n_new)]) if n_new else keep
-            moves -= 1
-        else:
-            p = self._fresh_zero_seeds(cfg.sampling.zero_samples)
-            if cfg.sampling.warm_start:
-                moves -= 1
-        if moves <= 0:
-            return p
-        projection = project_to_zero_level_set(
-            self.model, p, max_steps=moves, tol=cfg.sampling.newton_tol, max_move=cfg.sampling.seed_bound
-        )
-        return self._bounded(projection.points)
-
-    def _bounded(self, p: torch.Tensor) -> torch.Tensor:
-        # Newton moves from flat regions can fly far away; keep samples in the meshing box.
-        bound = self.config.mesh.extract_bound
-        return p.clamp(-bound, bound)
-
-    def _general_pools(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per sigma: (general_pool, 3) fixed samples and their (general_pool,) nearest scan point indices."""
-        generator = torch.Generator().manual_seed(self.config.seed + 1)
-        pools = []
-        for sigma in self.config.sampling.general_sigmas:
-            idx = torch.randint(len(self.points), (self.config.sampling.general_pool,), generator=generator)
-            samples = gaussian_seeds(self.points[idx.to(self.device)], sigma, generator)
-            pools.append((samples, self.nearest.indices(samples)))
-        return pools
-
-    def _general_samples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(m, 3) general level-set samples, and their nearest scan point indices when known in advance."""
-        cfg = self.config
-        if self.general_pools is not None:
-            samples, nearest = [], []
-            for pool, near in self.general_pools:
-                pick = self._randint(len(pool), cfg.sampling.general_samples)
-                samples.append(pool[pick])
-                nearest.append(near[pick])
-            return torch.cat(samples), torch.cat(nearest)
-        sets = []
-        for sigma in cfg.sampling.general_sigmas:
-            centers = self.points[self._randint(len(self.points), cfg.sampling.general_samples)]
-            sets.append(gaussian_seeds(centers, sigma, self.generator))
-        return (torch.cat(sets) if sets else self.points[:0]), None
 
     # ---------------------------------------------------------------- training
     def learning_rate(self, step: int) -> float:
@@ -262,11 +170,8 @@ class LevelSetFitter:
         raise ValueError(f"unknown lr schedule {cfg.optimizer.lr_schedule!r}")
 
     def draw_batch(self) -> StepBatch:
-        """The random part of the next step (draws in a fixed order, so a seed gives the same batches)."""
-        scan_indices = self._randint(len(self.points), self.config.sampling.batch_points)
-        zero = self._zero_level_samples()
-        general, general_nearest = self._general_samples()
-        return StepBatch(scan_indices, zero, general, general_nearest, self._anchor_batch())
+        """The random part of the next step (recon.core.sampler)."""
+        return self.sampler.draw(self.model)
 
     def train_step(self) -> StepLog:
         """One optimizer step; returns its loss terms."""
@@ -293,7 +198,12 @@ class LevelSetFitter:
         if batch.general_nearest is not None:
             nearest = torch.cat([self.nearest.indices(zero), batch.general_nearest])
         levelset = levelset_sample_term(
-            moved, levels, self.nearest, cfg.loss.loss_form, nearest, max_distance=self._levelset_reach()
+            moved,
+            levels,
+            self.nearest,
+            cfg.loss.loss_form,
+            nearest,
+            max_distance=self.sampler.levelset_reach(),
         )
         data = data_term(values[:n_data], cfg.loss.loss_form)
         loss = levelset + cfg.loss.data_weight * data
@@ -312,14 +222,7 @@ class LevelSetFitter:
         self.optimizer.step()
 
         n_zero = len(zero)
-        if cfg.sampling.warm_start and cfg.sampling.newton_steps >= 1:
-            self.pool = self._bounded(
-                bounded_newton_step(
-                    zero, levels[:n_zero], sample_grads[:n_zero], max_move=cfg.sampling.seed_bound
-                )
-            )
-        elif cfg.sampling.warm_start:
-            self.pool = zero.detach()
+        self.sampler.carry(zero, levels[:n_zero], sample_grads[:n_zero])
         self.step += 1
         # One host synchronisation for all the logged scalars.
         terms = torch.stack([loss, levelset, data, normal, levels[:n_zero].abs().mean()]).tolist()
@@ -335,16 +238,6 @@ class LevelSetFitter:
             seconds=elapsed,
             zero_residual=terms[4],
         )
-
-    def _anchor_batch(self) -> torch.Tensor:
-        """(a, 4) anchor samples for this step (none without an anchor)."""
-        if not len(self.anchor):
-            return self.anchor
-        return self.anchor[self._randint(len(self.anchor), self.config.start.anchor_samples)]
-
-    def _levelset_reach(self) -> float | None:
-        """Samples farther than this from the scan leave the level-set term to the anchor (None: all stay)."""
-        return self.config.start.anchor_distance if len(self.anchor) else None
 
     def _normal_term(self, batch_idx: torch.Tensor) -> torch.Tensor:
         """mean(1 − cos(∇F, n)) on the first ``normal_points`` scan points of the batch.
@@ -377,21 +270,15 @@ class LevelSetFitter:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "seconds": self.seconds,
-            "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "pool": self.pool.cpu() if self.pool is not None else torch.zeros(0, 3),
-            "anchor": self.anchor.cpu(),
             "start_orientation": self.start_orientation,
-        }
+        } | self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
-        self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        pool = state["pool"]
-        self.pool = pool.to(self.device) if len(pool) else None
-        self.anchor = state.get("anchor", torch.zeros(0, 4)).to(self.device)
+        self.sampler.load_state_dict(state)
         self.start_orientation = str(state.get("start_orientation", self.start_orientation))

@@ -294,7 +294,8 @@ def closed_field(fitter: LevelSetFitter, bound: float, margin: float) -> Callabl
 def working_mesh(fitter: LevelSetFitter, resolution: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """The zero level set meshed at ``resolution``³ in the working frame: (v, 3) vertices, (f, 3) faces,
     and its report (sizes, topology, seconds)."""
-    from recon.core.extract import extract_mesh, keep_largest_component, mesh_report
+    from recon.core.extract import extract_mesh
+    from recon.core.mesh_ops import keep_largest_component, mesh_report
 
     cfg = fitter.config
     voxel = 2 * cfg.mesh.extract_bound / (resolution - 1)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from recon.core.extract import face_areas, signed_volume
+from recon.core.mesh_ops import face_areas, signed_volume
 from recon.core.metrics import sample_surface
 from recon.errors import InputError
 

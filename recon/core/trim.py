@@ -28,8 +28,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from recon.core.extract import face_areas
+from recon.core.mesh_ops import face_areas, vertex_components
 from recon.errors import InputError
+from recon.io.cleanup import drop_unreferenced
 
 SPACING_NEIGHBORS = 16
 """Neighbours the scan's spacing is averaged over (as in recon.core.outliers)."""
@@ -84,7 +85,7 @@ def trim_unsupported(
     areas = face_areas(vertices, faces)
     small, n_small = _small_components(faces, areas, supported, min_component_share)
     keep = supported & ~small
-    out_vertices, out_faces = _compact(vertices, faces[keep])
+    out_vertices, out_faces = drop_unreferenced(vertices, faces[keep])
     total = float(areas.sum())
     info = {
         "rule": (
@@ -168,21 +169,9 @@ def _small_components(
     if min_share == 0 or not supported.any():
         return small, 0
     kept = faces[supported]
-    n = int(kept.max()) + 1
-    rows, cols = np.repeat(kept[:, 0], 2), kept[:, 1:].reshape(-1)
-    labels = connected_components(
-        coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)), directed=False
-    )[1]
+    labels = vertex_components(int(kept.max()) + 1, kept)[1]
     face_labels = labels[kept[:, 0]]
     component_area = np.bincount(face_labels, weights=areas[supported])
     too_small = component_area < min_share * component_area.sum()
     small[supported] = too_small[face_labels]
     return small, int(np.count_nonzero(too_small[np.unique(face_labels)]))
-
-
-def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop the vertices no face uses and reindex the faces."""
-    used = np.zeros(len(vertices), dtype=bool)
-    used[faces] = True
-    new_index = np.cumsum(used) - 1
-    return vertices[used], new_index[faces].reshape(-1, 3)

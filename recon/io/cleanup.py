@@ -1,4 +1,8 @@
-"""Mesh and normal clean-up shared by all readers: duplicate and unreferenced vertices, vertex normals."""
+"""Mesh and normal clean-up shared by all readers: duplicate and unreferenced vertices, vertex normals.
+
+The array functions (:func:`drop_degenerate_faces`, :func:`drop_unreferenced`) also serve recon.core, which
+may import io but not the other way round.
+"""
 
 from __future__ import annotations
 
@@ -47,15 +51,22 @@ def drop_degenerate_faces(faces: np.ndarray) -> np.ndarray:
     return faces[distinct]
 
 
+def drop_unreferenced(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (v', ...) of ``vertices`` (v, ...) that ``faces`` (m, 3) uses, in their order, and the faces
+    (m, 3) int64 re-indexed to them."""
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    new_index = np.cumsum(used, dtype=np.int64) - 1
+    return vertices[used], new_index[faces]
+
+
 def drop_unreferenced_vertices(geometry: RawGeometry) -> RawGeometry:
     """The mesh without vertices that no face uses; faces are re-indexed."""
     points, normals, faces = geometry
-    used = np.zeros(len(points), dtype=bool)
-    used[faces.ravel()] = True
-    if used.all():
+    kept, new_faces = drop_unreferenced(np.arange(len(points)), faces)
+    if len(kept) == len(points):
         return geometry
-    new_index = np.cumsum(used) - 1
-    return RawGeometry(points[used], None if normals is None else normals[used], new_index[faces])
+    return RawGeometry(points[kept], None if normals is None else normals[kept], new_faces)
 
 
 def unit_normals_or_none(normals: np.ndarray | None, source: str) -> np.ndarray | None:
