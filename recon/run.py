@@ -128,6 +128,8 @@ class RunFolder:
             raise RunDirError(f"{self.path} has no {name}") from exc
         except json.JSONDecodeError as exc:
             raise RunDirError(f"{self.path / name} is corrupt: {exc}") from exc
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.path / name} is not JSON text; refused") from None
 
     def append_metrics(self, record: dict) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:

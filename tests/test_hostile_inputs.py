@@ -27,7 +27,8 @@ from hostile_corpus import build_corpus, case_kinds
 from recon.cli.main import main
 from recon.data.manifest import load_manifest
 from recon.errors import InputError, RunDirError
-from recon.evaluation.batch import BatchSettings, plan_tasks, run_task
+from recon.evaluation.methods import run_task
+from recon.evaluation.plan import BatchSettings, plan_tasks
 from recon.io import load_mesh, load_scan, save_mesh, save_point_cloud
 
 CORPUS_CASES = case_kinds()
@@ -429,3 +430,175 @@ def test_lipschitz_certify_of_an_empty_model_file_is_one_clear_line(tmp_path):
     code, _, err = run_cli(["lipschitz", "certify", str(run), "--eps", "0.5"])
     line = assert_one_line_error(code, err)
     assert code == 2 and "model.pt" in line and "aborted" not in err
+
+
+# ------------------------------------------- sibling modules: every numeric option, damaged run folders
+
+
+def _numeric_options() -> list[tuple[str, str, str]]:
+    """(command path, option flag, 'int' | 'float') of every numeric option of ``recon robust`` and
+    ``recon lipschitz``, their groups' own options and comma lists of numbers included."""
+    import click
+
+    from recon.cli.main import cli
+    from recon.cli.options import CommaList
+
+    found = []
+
+    def visit(command: click.Command, path: str) -> None:
+        for param in command.params:
+            kind = param.type
+            if isinstance(kind, CommaList) and kind.item in (int, float):
+                found.append((path, param.opts[0], kind.item.__name__))
+            elif isinstance(kind, (click.types.IntParamType, click.types.FloatParamType)):
+                found.append(
+                    (path, param.opts[0], "int" if isinstance(kind, click.types.IntParamType) else "float")
+                )
+        if isinstance(command, click.Group):
+            for name in command.list_commands(click.Context(command)):
+                visit(command.get_command(click.Context(command), name), f"{path} {name}")
+
+    for name in ("robust", "lipschitz"):
+        visit(cli.get_command(click.Context(cli), name), name)
+    return found
+
+
+NUMERIC_OPTIONS = _numeric_options()
+
+
+@pytest.mark.parametrize(
+    ("path", "flag", "kind"), NUMERIC_OPTIONS, ids=[f"{p} {f}" for p, f, _ in NUMERIC_OPTIONS]
+)
+def test_every_numeric_option_refuses_what_is_not_a_finite_number_in_one_line(path, flag, kind):
+    for value in ["nan", "inf", "-inf", "1e400", "ten", ""] + (["1.5"] if kind == "int" else []):
+        code, _, err = run_cli([*path.split(), flag, value])
+        line = assert_one_line_error(code, err)
+        assert code == 2 and flag in line, (value, line)
+
+
+SEED_OPTIONS = [(p, f) for p, f, _ in NUMERIC_OPTIONS if f in ("--seed", "--seeds")]
+
+
+@pytest.mark.parametrize(("path", "flag"), SEED_OPTIONS, ids=[f"{p} {f}" for p, f in SEED_OPTIONS])
+def test_every_seed_outside_0_to_2_to_the_32_is_refused_in_one_line(path, flag, tmp_path):
+    out = tmp_path / "out"
+    # a comma list of seeds is parsed first and checked by the config, before anything is written
+    extra = ["-o", str(out)] if path == "robust fewshot" else []
+    for value in ("-1", str(2**32), str(2**64)):
+        code, _, err = run_cli([*path.split(), flag, value, *extra])
+        line = assert_one_line_error(code, err)
+        assert code == 2 and flag in line, (value, line)
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def robust_run(tmp_path_factory):
+    """A 1-epoch robust training run (digits MLP) to damage."""
+    from recon.robust.train import TrainConfig, train_run
+
+    config = TrainConfig(arch="mlp", epochs=1, limit=32, test_limit=10, device="cpu")
+    return train_run(config, tmp_path_factory.mktemp("robust") / "run").run_dir
+
+
+def _foreign_state(path: Path) -> None:
+    """A checkpoint whose model weights belong to another network (same keys, other shapes)."""
+    state = torch.load(path, weights_only=True)
+    state["model"] = {key: value[:1] for key, value in state["model"].items()}
+    torch.save(state, path)
+
+
+CHECKPOINT_DAMAGE = {
+    "empty": lambda path: path.write_bytes(b""),
+    "random bytes": lambda path: path.write_bytes(np.random.default_rng(0).bytes(4096)),
+    "a tensor": lambda path: torch.save(torch.zeros(3), path),
+    "a Lipschitz classifier": lambda path: torch.save(
+        {"config": {}, "state_dict": {}, "n_classes": 10}, path
+    ),
+    "another network's weights": _foreign_state,
+}
+CONFIG_DAMAGE = {
+    "empty": "",
+    "random bytes": np.random.default_rng(1).bytes(300),
+    "no model spec": json.dumps({"config": {"method": "standard"}}),
+    "empty sections": json.dumps({"config": {}, "model": {}}),
+    "unknown architecture": "ARCH",
+    "a number for the dataset": "DATASET",
+}
+ROBUST_COMMANDS = {
+    "attack": ["robust", "attack", "{run}", "--eps", "0.1", "--attack", "fgsm", "--n", "5"],
+    "geometry": ["robust", "geometry", "{run}", "--n", "5"],
+    "resume": ["robust", "train", "--resume", "-o", "{run}", "--epochs", "2", "--quiet"],
+    "table": ["robust", "table", "{run}"],
+}
+
+
+def _damaged_copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "DONE").unlink(missing_ok=True)
+    return copy
+
+
+def _assert_refused_in_one_line(argv: list[str], run: Path, name: str) -> None:
+    code, _, err = run_cli([arg.replace("{run}", str(run)) for arg in argv])
+    line = assert_one_line_error(code, err)
+    assert code == 2 and name in line and "aborted" not in err, line
+
+
+@pytest.mark.parametrize("command", ["attack", "geometry", "resume"])
+@pytest.mark.parametrize("damage", sorted(CHECKPOINT_DAMAGE))
+def test_a_damaged_or_foreign_robust_checkpoint_is_one_line(robust_run, tmp_path, damage, command):
+    run = _damaged_copy(robust_run, tmp_path)
+    CHECKPOINT_DAMAGE[damage](run / "checkpoints" / "latest.pt")
+    _assert_refused_in_one_line(ROBUST_COMMANDS[command], run, "latest.pt")
+
+
+@pytest.mark.parametrize("command", sorted(ROBUST_COMMANDS))
+@pytest.mark.parametrize("damage", sorted(CONFIG_DAMAGE))
+def test_a_damaged_robust_config_is_one_line(robust_run, tmp_path, damage, command):
+    run = _damaged_copy(robust_run, tmp_path)
+    content = CONFIG_DAMAGE[damage]
+    if content in ("ARCH", "DATASET"):
+        spec = json.loads((run / "config.json").read_text())
+        if content == "ARCH":
+            spec["model"]["arch"] = "resnet-1000"
+        else:
+            spec["config"]["dataset"] = 5
+        content = json.dumps(spec)
+    (run / "config.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    _assert_refused_in_one_line(ROBUST_COMMANDS[command], run, str(run))
+
+
+LIPSCHITZ_DAMAGE = {
+    "random bytes": lambda path: path.write_bytes(np.random.default_rng(2).bytes(4096)),
+    "a tensor": lambda path: torch.save(torch.zeros(3), path),
+    "a robust checkpoint": lambda path: torch.save({"model": {}, "optimizer": {}, "epoch": 1}, path),
+    "another network's weights": lambda path: torch.save(
+        {"config": {"widths": [8]}, "n_classes": 10, "input_shape": [1, 8, 8], "state_dict": {}}, path
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(LIPSCHITZ_DAMAGE))
+def test_a_foreign_lipschitz_model_file_is_one_short_line(tmp_path, damage):
+    LIPSCHITZ_DAMAGE[damage](tmp_path / "model.pt")
+    code, _, err = run_cli(["lipschitz", "certify", str(tmp_path), "--eps", "0.5"])
+    line = assert_one_line_error(code, err)
+    assert code == 2 and "model.pt" in line and len(line) < 200 and "aborted" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["robust", "fewshot", "-o", "{tmp}/out", "--k", "0"],
+        ["robust", "fewshot", "-o", "{tmp}/out", "--seeds", "1,-1"],
+        ["lipschitz", "abs", "-o", "{tmp}/out", "--widths", "64,0"],
+        ["lipschitz", "train", "-o", "{tmp}/out", "--widths", "-4"],
+        ["robust", "attack", "{tmp}/out", "--eps", "0"],
+    ],
+    ids=" ".join,
+)
+def test_values_that_parse_but_make_no_sense_are_one_line(tmp_path, argv):
+    code, _, err = run_cli([arg.replace("{tmp}", str(tmp_path)) for arg in argv])
+    assert_one_line_error(code, err)
+    assert code == 2 and not (tmp_path / "out").exists()

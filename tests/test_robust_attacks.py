@@ -9,6 +9,7 @@ from conftest import train_digits_mlp
 from torch import nn
 
 from recon.core.levelset import sample_network
+from recon.errors import ConfigError
 from recon.robust import attacks as atk
 from recon.robust.boundary import (
     BoundarySearch,
@@ -50,6 +51,8 @@ def test_attacks_stay_in_the_ball_and_reduce_accuracy(digits_model, norm):
         "pgd": atk.pgd(model, x, y, eps, norm=norm, steps=10, generator=gen),
         "pgd-margin": atk.pgd(model, x, y, eps, norm=norm, loss="margin", steps=10, generator=gen),
         "apgd": atk.apgd(model, x, y, eps, norm=norm, steps=10, generator=gen),
+        "apgd-t": atk.apgd_targeted(model, x, y, eps, norm=norm, n_targets=3, steps=10, generator=gen),
+        "pgd-t": atk.pgd_targeted(model, x, y, eps, norm=norm, n_targets=3, steps=10, generator=gen),
         "deepfool": atk.deepfool_attack(model, x, eps, norm=norm),
         "universal": (
             x + atk.universal_perturbation(model, x[:30], eps, norm=norm, passes=1, generator=gen)
@@ -251,3 +254,117 @@ def test_curvature_of_a_sphere_and_an_ellipsoid():
     point = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
     lo, hi = principal_curvature_range(ellipsoid, point, 1e-4)
     assert abs(lo - 2.0) < 1e-6 and abs(hi - 5.0) < 1e-6
+
+
+def _linear_classifier():
+    """A float64 linear classifier f(x) = Wx + b of (n, 1, 2, 3) images into 4 classes, and 5 images in the
+    middle of the pixel box with a unique nearest other class t* in both norms.
+
+    For t ≠ y the L∞ (L2) distance from x to {f_t = f_y} is (f_y − f_t)(x)/‖w_t − w_y‖₁ (‖·‖₂); t*'s is below
+    1/1.1 of the next one. Class 2's weights are scaled up, so for the first 3 images t* is not the runner-up
+    (the class of the second largest logit): an attack aiming at the runner-up alone misses them.
+
+    Returns model, x (5, 1, 2, 3), y (5,), w_t − w_y (5, 4, 6), {norm: (d* (5,), t* (5,))}.
+    """
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 4)).double()
+    with torch.no_grad():
+        model[1].weight.mul_(torch.tensor([1.0, 1.0, 6.0, 0.5], dtype=torch.float64)[:, None])
+    x = 0.45 + 0.1 * torch.rand(400, 1, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(dim=1)
+    own = nn.functional.one_hot(y, 4).bool()
+    runner_up = logits.masked_fill(own, -np.inf).argmax(dim=1)
+    weights = model[1].weight.detach()
+    difference = weights[None] - weights[y][:, None]
+    gap = logits.gather(1, y[:, None]) - logits  # (n, 4): f_y − f_t
+    nearest, usable, beyond_runner_up = (
+        {},
+        torch.ones(len(x), dtype=torch.bool),
+        torch.ones(len(x), dtype=torch.bool),
+    )
+    for norm, dual in (("linf", 1), ("l2", 2)):
+        d, order = (
+            (gap / difference.norm(p=dual, dim=2).clamp_min(1e-300)).masked_fill(own, np.inf).sort(dim=1)
+        )
+        usable &= (d[:, 0] > 0.02) & (d[:, 0] < 0.3) & (d[:, 1] > 1.1 * d[:, 0])
+        beyond_runner_up &= order[:, 0] != runner_up
+        nearest[norm] = (d[:, 0], order[:, 0])
+    rows = torch.cat(
+        [torch.nonzero(usable & beyond_runner_up)[:3, 0], torch.nonzero(usable & ~beyond_runner_up)[:2, 0]]
+    )
+    assert len(rows) == 5
+    return model, x[rows], y[rows], difference[rows], {k: (d[rows], t[rows]) for k, (d, t) in nearest.items()}
+
+
+@pytest.mark.parametrize(("norm", "clean_first"), [("linf", False), ("linf", True), ("l2", True)])
+def test_targeted_margin_pgd_reaches_the_closed_form_optimum_of_a_linear_classifier(norm, clean_first):
+    """max of f_t − f_y = (f_t − f_y)(x) + (w_t − w_y)·δ over the ε-ball is reached at δ = ε·sign(w_t − w_y)
+    (L∞) or ε·(w_t − w_y)/‖w_t − w_y‖₂ (L2), for both wrong classes t, whether y is fooled or not.
+
+    (From random starts alone, L2 PGD's fixed step ends a few percent short: hence its start at x.)
+    """
+    model, x, y, difference, _ = _linear_classifier()
+    eps = 0.08  # every pixel is farther than ε from 0 and 1: the ε-ball alone binds
+    for shift in (1, 2, 3):
+        t = (y + shift) % 4
+        w = difference[torch.arange(len(y)), t]  # (n, 6)
+        direction = w.sign() if norm == "linf" else w / w.norm(dim=1, keepdim=True)
+        generator = torch.Generator().manual_seed(shift)
+        adversarial = atk.pgd(
+            model,
+            x,
+            y,
+            eps,
+            norm=norm,
+            loss="margin",
+            steps=100,
+            restarts=2,
+            clean_first=clean_first,
+            targets=t,
+            generator=generator,
+        )
+        torch.testing.assert_close(adversarial, x + eps * direction.reshape(x.shape), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_targeted_attacks_find_the_closed_form_nearest_class_of_a_linear_classifier(norm):
+    """With ε = 1.02·d* APGD-T and PGD-T (default strength) move each image into its nearest class t*, i.e.
+    into the small cap of the ε-ball around the minimal adversarial example; with 0.98·d* they stay in
+    class y (the closed form proves that no adversarial example exists there)."""
+    model, x, y, _, nearest = _linear_classifier()
+    distance, target = nearest[norm]
+    for name, attack in (("apgd-t", atk.apgd_targeted), ("pgd-t", atk.pgd_targeted)):
+        for i in range(len(y)):
+            for factor, expected in ((1.02, target[i]), (0.98, y[i])):
+                eps = factor * float(distance[i])
+                image, generator = x[i : i + 1], torch.Generator().manual_seed(i)
+                adversarial = attack(model, image, y[i : i + 1], eps, norm=norm, generator=generator)
+                delta = (adversarial - image).reshape(-1)
+                size = delta.abs().max() if norm == "linf" else delta.norm()
+                assert float(size) <= eps * (1 + 1e-9)
+                with torch.no_grad():
+                    assert int(model(adversarial).argmax()) == int(expected), (name, i, factor)
+
+
+def test_targeted_losses_and_runner_ups_by_hand():
+    logits = torch.tensor([[3.0, 1.0, 2.0, 0.0, -1.0]])
+    y, t = torch.tensor([0]), torch.tensor([3])
+    assert atk.runner_up_classes(logits, y, 9).tolist() == [[2, 1, 3, 4]]
+    assert atk.runner_up_classes(logits, torch.tensor([2]), 2).tolist() == [[0, 1]]
+    assert atk.attack_loss(logits, y, "margin", t).item() == -3.0
+    # sorted logits 3, 2, 1, 0, -1: (f_t − f_y)/(z_π1 − (z_π3 + z_π4)/2) = −3/2.5
+    assert atk.attack_loss(logits, y, "dlr", t).item() == pytest.approx(-1.2)
+    # targeted cross-entropy: −CE towards t, i.e. log p_t
+    assert atk.attack_loss(logits, y, "xent", t).item() == pytest.approx(logits.log_softmax(1)[0, 3].item())
+    # three classes: the missing fourth rank is the third; two classes: DLR is the margin
+    assert atk.attack_loss(logits[:, :3], y, "dlr", torch.tensor([1])).item() == pytest.approx(-2.0 / 2.0)
+    assert atk.attack_loss(logits[:, :2], y, "dlr").item() == -2.0
+
+
+@pytest.mark.parametrize("change", [{"targets": 0}, {"targeted_steps": 0}, {"targeted_restarts": 0},
+                                    {"seed": -1}, {"seed": 2**32}])  # fmt: skip
+def test_attack_config_refuses_what_its_options_refuse(change):
+    with pytest.raises(ConfigError):
+        AttackConfig(eps=0.1, **change).validate()

@@ -15,7 +15,7 @@ from torch import nn
 
 from recon.robust import attacks as atk
 from recon.robust.evaluate import AttackConfig, evaluate_robustness
-from recon.robust.geometry import normal_cross_sections
+from recon.robust.geometry import GeometryConfig, normal_cross_sections
 from recon.robust.plots import plot_cross_sections
 
 
@@ -127,7 +127,7 @@ def test_cross_sections_of_an_affine_classifier_are_the_analytic_planes(tmp_path
     images = 0.2 * torch.rand(3, 1, 4, 4, generator=generator, dtype=torch.float64)
     scores = images.reshape(3, -1) @ w - 3.0
     assert bool((scores < 0).all())  # all predicted class 0, F = w·x + c
-    sections = normal_cross_sections(model, images, extent=2.0, resolution=9)
+    sections = normal_cross_sections(model, images, GeometryConfig(extent=2.0, resolution=9))
     assert len(sections) == 3
     for section, score in zip(sections, scores, strict=True):
         # DeepFool reaches the plane in one step of length (|F| + 1e-4)/‖w‖ and overshoots it by 2%
@@ -164,3 +164,68 @@ def test_geometry_plot_cli_writes_and_refuses_to_overwrite(tmp_path):
     assert first.output.count("DeepFool distance") == 2
     again = runner.invoke(robust, args)
     assert again.exit_code != 0 and "exists" in str(again.exception or again.output)
+
+
+def plain_targeted_pgd_fools(model, images, labels, eps, steps, norm, random_starts, seed):
+    """Reference targeted margin PGD, one image at a time: for every t ≠ y, ascend f_t − f_y from x and from
+    ``random_starts`` uniform points of the box or sphere (numpy's own generator), all runs of the image as
+    one batch; (n,) bool, whether any iterate of any run is misclassified."""
+    rng = np.random.default_rng(seed)
+    step, classes = 2.5 * eps / steps, model(images[:1]).shape[1]
+    fooled = []
+    for x0, y0 in zip(images.numpy(), labels.tolist(), strict=True):
+        targets = np.repeat([t for t in range(classes) if t != y0], 1 + random_starts)
+        noise = rng.uniform(-1.0, 1.0, size=(len(targets), *x0.shape))
+        if norm == "l2":
+            noise /= np.sqrt((noise**2).sum(axis=(1, 2, 3), keepdims=True))
+        noise[:: 1 + random_starts] = 0.0  # the first run of every target starts at x
+        current = np.clip(x0 + eps * noise, 0.0, 1.0)
+        found = False
+        for k in range(steps + 1):
+            points = torch.tensor(current, requires_grad=True)
+            logits = model(points)
+            found |= bool((logits.argmax(dim=1) != y0).any())
+            if k == steps:
+                break
+            (logits[np.arange(len(targets)), targets] - logits[:, y0]).sum().backward()
+            grad = points.grad.numpy()
+            if norm == "linf":
+                current = np.clip(current + step * np.sign(grad), x0 - eps, x0 + eps)
+            else:
+                length = np.sqrt((grad**2).sum(axis=(1, 2, 3), keepdims=True))
+                delta = current + step * grad / np.maximum(length, 1e-12) - x0
+                size = np.sqrt((delta**2).sum(axis=(1, 2, 3), keepdims=True))
+                current = x0 + delta * np.minimum(1.0, eps / np.maximum(size, 1e-12))
+            current = np.clip(current, 0.0, 1.0)
+        fooled.append(found)
+    return torch.tensor(fooled)
+
+
+class _TinyMLP(nn.Module):
+    """A float64 softplus MLP from (n, 1, 2, 4) images to 5 classes, its input spread over the units."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(8, 32), nn.Softplus(), nn.Linear(32, 5)).double()
+
+    def forward(self, x):
+        return self.net(6.0 * (x - 0.5))
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.05), ("l2", 0.1)])
+def test_attack_all_is_at_least_as_strong_as_a_plain_targeted_pgd(norm, eps):
+    """Every image the reference targeted PGD fools is also lost in the per-example worst case of all attacks
+    at their default (AutoAttack-sized) strength."""
+    model = _TinyMLP()
+    x = torch.rand(40, 1, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(dim=1)
+    assert len(torch.unique(y)) >= 3
+    reference = plain_targeted_pgd_fools(model, x, y, eps, steps=50, norm=norm, random_starts=2, seed=0)
+    assert 0 < int(reference.sum()) < len(y)  # a comparison that can go either way
+    report = evaluate_robustness(model, x, y, AttackConfig(eps=eps, norm=norm))
+    assert report.clean == 1.0 and set(report.per_attack) == set(atk.ATTACKS)
+    assert not bool((reference & report.survived).any())
+    for name in ("apgd-t", "pgd-t"):  # and each targeted attack alone fools as many images
+        assert round(report.per_attack[name] * len(y)) <= len(y) - int(reference.sum()), name

@@ -84,6 +84,7 @@ def test_train_writes_a_run_folder_and_refuses_to_overwrite(tiny_run):
     assert state["epoch"] == 1
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["classes"] == list(SHAPE_CLASSES)
+    assert config["config"]["prior"] == "canonical" and config["view_prior"]["elevation_range"] == [0.0, 30.0]
     again = CliRunner().invoke(semantic, args)
     assert again.exit_code != 0 and "--force" in str(again.exception or again.output)
 
@@ -122,7 +123,35 @@ def test_map_and_regions_commands(tiny_run, tmp_path):
     assert {r["method"] for r in records} == {"naive", "oir_b", "oir_w"}
     for r in records:
         assert 0 <= r["lower"][0] <= r["upper"][0] <= 360 and -10 <= r["lower"][1] <= r["upper"][1] <= 90
+        assert np.all(np.array(r["lower"]) <= r["verified_lower"]) and np.all(
+            np.array(r["verified_upper"]) <= r["upper"]
+        )
+        assert r["passed"] == (r["min_score"] >= 0.5) and r["verified_ratio"] <= r["ratio"]
+    result = CliRunner().invoke(
+        semantic,
+        ["srvr", str(run_dir), "--shapes", "bone", "--steps", "2", "--init", "130,30", "--check-step", "5",
+         "-o", str(tmp_path / "s")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "s" / "srvr.md").read_text()
+    assert "(mlp, canonical)" in table and "SRVR oir_w verified [boxes passing]" in table
     bad = CliRunner().invoke(
         semantic, ["regions", str(run_dir), "--init", "500,0", "-o", str(tmp_path / "x")]
     )
     assert bad.exit_code != 0 and "outside" in str(bad.exception)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["regions", "RUN", "--check-step", "0"], "--check-step"),
+     (["regions", "RUN", "--check-threshold", "1.5"], "--check-threshold"),
+     (["srvr", "RUN", "-o", "OUT", "--check-step", "nan"], "--check-step"),
+     (["train", "-o", "RUN", "--prior", "frontal"], "--prior"),
+     (["train", "-o", "RUN", "--arch", "wide-cnn"], "--arch")],
+)  # fmt: skip
+def test_bad_new_options_exit_2_before_anything_runs(args, option, tmp_path):
+    from recon.cli.robust_semantic import semantic
+
+    result = CliRunner().invoke(semantic, [str(tmp_path / a) if a in ("RUN", "OUT") else a for a in args])
+    assert result.exit_code == 2 and option in result.output
+    assert not any(tmp_path.iterdir())

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from recon.errors import ConfigError
 from recon.robust.semantic.regions import (
     METHODS,
     RegionConfig,
     box_corners,
+    box_grid,
     box_iou,
+    check_boxes,
     clip_boxes,
     corner_bits,
     domain_volume,
+    find_all_regions,
     find_regions,
+    shrink_on_grid,
     trapezoid_integral,
 )
 
@@ -132,14 +139,103 @@ def test_iou_of_identical_and_disjoint_boxes():
     np.testing.assert_allclose(box_iou(a, b, other_lo, other_hi), [1.0, 0.0])
 
 
-def test_low_score_share_counts_map_views_below_half_inside_a_box():
-    from recon.robust.semantic.maps import AZIMUTHS_1D, AZIMUTHS_2D, ELEVATIONS_2D, SemanticMaps
-    from recon.robust.semantic.srvr import low_score_share
+def valley_score(centre: float, width: float):
+    """f = 1 − exp(−((az − centre)/width)²): 1 away from a valley across all elevations, below 0.5 within
+    ±0.83·width of its centre; and (f, ∇f)."""
 
-    values = np.ones((len(ELEVATIONS_2D), len(AZIMUTHS_2D)))
-    values[:, AZIMUTHS_2D == 180.0] = 0.1  # a one-column valley
-    maps = SemanticMaps(AZIMUTHS_1D, 35.0, np.ones(len(AZIMUTHS_1D)), AZIMUTHS_2D, ELEVATIONS_2D, values)
-    # azimuths 150..210 step 3 → 21 columns, one of them in the valley
-    assert low_score_share(maps, np.array([150.0, -10.0]), np.array([210.0, 89.0])) == pytest.approx(1 / 21)
-    assert low_score_share(maps, np.array([0.0, 0.0]), np.array([90.0, 50.0])) == 0.0
-    assert low_score_share(maps, np.array([1.0, 0.0]), np.array([2.0, 1.0])) is None
+    def value_grad(theta: torch.Tensor):
+        theta = theta.detach().requires_grad_(True)
+        f = 1.0 - torch.exp(-(((theta[..., 0] - centre) / width) ** 2))
+        (g,) = torch.autograd.grad(f.sum(), theta)
+        return f.detach(), g
+
+    return (lambda theta: value_grad(theta)[0]), value_grad
+
+
+def test_found_boxes_jump_a_narrow_valley_and_verified_boxes_do_not():
+    score, score_grad = valley_score(180.0, 2.0)
+    failing = (180.0 - 2.0 * math.sqrt(math.log(2.0)), 180.0 + 2.0 * math.sqrt(math.log(2.0)))  # f < 0.5
+    initial = torch.tensor([[130.0, 30.0], [200.0, 15.0]])
+    config = RegionConfig(steps=150, check_step=1.0)
+    results = find_all_regions(METHODS, initial, [0.0, -10.0], [360.0, 90.0], score, score_grad, config)
+    for method, result in results.items():
+        assert (result.lower[:, 0] < failing[0]).all() and (result.upper[:, 0] > failing[1]).all(), method
+        check = result.check
+        assert not check.passed.any() and (check.min_score < 0.1).all()
+        assert (check.low_share > 0).all() and (check.low_share < 0.05).all()
+        # the verified box keeps its initial point's side of the valley, whole
+        np.testing.assert_allclose(check.upper[0], [failing[0] - failing[0] % 1.0, 90.0])
+        np.testing.assert_allclose(check.lower[1], [math.ceil(failing[1]), -10.0])
+        np.testing.assert_allclose([check.lower[0], check.upper[1]], [[0.0, -10.0], [360.0, 90.0]])
+        assert ((check.lower <= initial.numpy()) & (initial.numpy() <= check.upper)).all()
+        # and scores at least 0.5 everywhere, sampled ten times finer than the check
+        for lower, upper in zip(check.lower, check.upper, strict=True):
+            dense = np.stack(np.meshgrid(*box_grid(lower, upper, 0.1), indexing="ij"), axis=-1).reshape(
+                1, -1, 2
+            )
+            assert float(score(torch.from_numpy(dense)).min()) >= 0.5
+
+
+def test_a_box_that_passes_is_kept_and_its_grid_is_at_the_stated_step():
+    score, _ = valley_score(180.0, 2.0)
+    lower = torch.tensor([[10.0, 0.0], [300.0, -10.0]], dtype=torch.float64)
+    upper = torch.tensor([[100.0, 20.0], [360.0, 90.0]], dtype=torch.float64)
+    (check,) = check_boxes(score, [(lower, upper)], lower, step=3.0, threshold=0.5)
+    assert check.passed.all()
+    np.testing.assert_array_equal(check.lower, lower.numpy())
+    np.testing.assert_array_equal(check.upper, upper.numpy())
+    # faces and the multiples of 3 between them: 10, 12..99, 100 × 0, 3..18, 20; 300..360 × -10, -9..87, 90
+    np.testing.assert_array_equal(check.views, [32 * 8, 21 * 35])
+    for lo, hi in zip(lower.numpy(), upper.numpy(), strict=True):
+        for axis, a, b in zip(box_grid(lo, hi, 3.0), lo, hi, strict=True):
+            assert axis[0] == a and axis[-1] == b and np.diff(axis).min() > 0 and np.diff(axis).max() <= 3.0
+
+
+def test_nested_boxes_are_checked_at_the_cost_of_the_largest():
+    scored = []
+
+    def counting(theta):
+        scored.append(theta.shape[1])
+        return torch.ones(theta.shape[:2], dtype=torch.float64)
+
+    outer = (torch.tensor([[0.0, 0.0]]), torch.tensor([[30.0, 30.0]]))
+    inner = (torch.tensor([[6.0, 9.0]]), torch.tensor([[12.0, 21.0]]))
+    checks = check_boxes(counting, [outer, inner], outer[0], step=3.0, threshold=0.5)
+    assert scored == [11 * 11] and [c.views[0] for c in checks] == [121, 3 * 5]
+
+
+def test_shrink_cuts_the_failing_points_nearest_the_anchor_first():
+    axes = [np.arange(10.0), np.arange(5.0)]
+    failing = np.zeros((10, 5), dtype=bool)
+    failing[6, :] = True  # a wall at x = 6
+    failing[2, 4] = True  # one point in a corner
+    lower, upper = shrink_on_grid(axes, failing, np.array([3.0, 2.0]))
+    # the corner point is cut off in y (keeps 9 × 3 of area) rather than in x (6 × 4); the wall then in x
+    np.testing.assert_array_equal(lower, [0.0, 0.0])
+    np.testing.assert_array_equal(upper, [5.0, 3.0])
+    failing[3, 2] = True  # the anchor's own grid point
+    lower, upper = shrink_on_grid(axes, failing, np.array([3.2, 1.9]))
+    np.testing.assert_array_equal(lower, [3.0, 2.0])
+    np.testing.assert_array_equal(upper, lower)
+
+
+def test_finders_in_lockstep_find_what_each_finds_alone():
+    score, score_grad = smooth_box_score([40.0, 10.0], [100.0, 70.0], softness=1.0)
+    initial = torch.tensor([[70.0, 40.0], [60.0, 20.0]])
+    config = RegionConfig(steps=60)
+    together = find_all_regions(METHODS, initial, [0.0, -10.0], [360.0, 90.0], score, score_grad, config)
+    for method in METHODS:
+        alone = find_regions(method, initial, [0.0, -10.0], [360.0, 90.0], score, score_grad, config)
+        np.testing.assert_array_equal(together[method].trace_lower, alone.trace_lower)
+        np.testing.assert_array_equal(together[method].upper, alone.upper)
+        np.testing.assert_array_equal(together[method].check.lower, alone.check.lower)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [(RegionConfig(check_step=0.0), "--check-step"), (RegionConfig(check_threshold=1.5), "--check-threshold"),
+     (RegionConfig(check_step=float("nan")), "--check-step")],
+)  # fmt: skip
+def test_check_settings_are_validated(config, message):
+    with pytest.raises(ConfigError, match=message):
+        config.validate()

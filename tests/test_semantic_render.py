@@ -93,6 +93,23 @@ def test_image_gradient_matches_finite_differences():
     torch.testing.assert_close(grad[0], numeric, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("size", [16, 64])
+def test_samples_far_off_the_image_change_nothing(size):
+    points, normals = sphere_points(2000, radius=0.7, seed=6)
+    far = np.array([[-30.0, 30.0, 0.5], [30.0, -30.0, 0.5], [-30.0, -30.0, 0.5], [30.0, 30.0, 0.5]])
+    angles = _tensor([[0.0, 0.0], [0.0, 0.0]])
+    config = RenderConfig(size=size, splat_px=size / 32)
+    alone = render_views(_tensor(points), _tensor(normals), angles, config)
+    both = render_views(
+        _tensor(np.concatenate([points, far])),
+        _tensor(np.concatenate([normals, np.ones_like(far)])),
+        angles,
+        config,
+    )
+    assert alone.sum() > 0
+    torch.testing.assert_close(both, alone, rtol=0, atol=1e-12)
+
+
 def test_surface_of_revolution_looks_the_same_from_every_azimuth():
     points, normals = revolution_points(20_000, seed=4)
     azimuths = torch.arange(0.0, 360.0, 30.0, dtype=torch.float64)

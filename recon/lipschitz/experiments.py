@@ -22,6 +22,7 @@ from torch import nn
 from recon.atomic import atomic_path
 from recon.errors import ConfigError, InputError
 from recon.lipschitz.certify import certified_radius, logit_margins, multiclass_hinge
+from recon.lipschitz.layers import NORMS
 from recon.lipschitz.network import (
     LipschitzMLP,
     MLPConfig,
@@ -42,17 +43,40 @@ from recon.lipschitz.wasserstein import (
 # ----------------------------------------------------------------------------------------------- abs / cone
 
 
-@dataclass
+def _check_widths(widths: tuple[int, ...]) -> None:
+    if not widths or any(w < 2 for w in widths):
+        raise ConfigError(f"--widths must be whole numbers >= 2, got {','.join(map(str, widths))}")
+
+
+def _check_seed(seed: int) -> None:
+    from recon.robust.data import check_seed
+
+    check_seed(seed)
+
+
+@dataclass(frozen=True)
 class AbsConfig:
-    """Settings of the |x| / cone experiment."""
+    """Settings of the |x| / cone experiment (``recon lipschitz abs``)."""
 
     widths: tuple[int, ...] = (64, 64, 64)
-    """Hidden widths of every network compared."""
+    """Hidden widths, comma-separated."""
     steps: int = 600
     """Adam steps per network."""
     batch: int = 256
+    """Points per step."""
     lr: float = 5e-3
+    """Adam learning rate."""
     seed: int = 0
+    """Seed of the initialization and the samples."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no network can be trained with."""
+        _check_widths(self.widths)
+        if min(self.steps, self.batch) < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(
+                f"steps, batch and lr must be positive, got {self.steps}, {self.batch}, {self.lr}"
+            )
+        _check_seed(self.seed)
 
 
 def _unit_sphere(n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -137,6 +161,7 @@ def _curves(regression: nn.Module, dual: nn.Module, dim: int) -> dict:
 def run_abs(config: AbsConfig | None = None) -> dict:
     """|x| and cone with Björck layers + ReLU vs + GroupSort(2): errors, W1 estimates, gradient norms."""
     config = config or AbsConfig()
+    config.validate()
     started = time.perf_counter()
     cases = {}
     for dim, name in ((1, "abs"), (2, "cone")):
@@ -211,33 +236,52 @@ def known_w1(info_a: dict, info_b: dict, shift_b: np.ndarray | None) -> float | 
     return None
 
 
-def run_wasserstein(
-    a: np.ndarray,
-    b: np.ndarray,
-    *,
-    critic: CriticConfig | None = None,
-    subset: int = 1000,
-    n_subsets: int = 3,
-    known: float | None = None,
-    seed: int = 0,
-) -> dict:
-    """KR estimate on the full sets, and on random equal-size subsets next to their exact W1.
+@dataclass(frozen=True)
+class WassersteinConfig:
+    """Settings of ``recon lipschitz wasserstein``: the point sets, the exact subsets and the critic."""
 
-    Parameters
-    ----------
-    a, b : (n, d), (m, d) float
-    subset : int
-        Points per subset for the exact assignment (O(subset³) time).
-    known : float, optional
-        The exact W1 of the full sets or of the distributions, when known.
-    """
-    critic = critic or CriticConfig(seed=seed)
+    shift_b: tuple[float, ...] | None = None
+    """Translate B by x,y,z (W1 to an untranslated copy is its length)."""
+    max_points: int = 5000
+    """Random subset of each set used to train the critic."""
+    subset: int = 1000
+    """Points per subset for the exact assignment."""
+    n_subsets: int = 3
+    """Random subsets whose exact W1 the estimate is compared with."""
+    steps: int = 1500
+    """Critic Adam steps."""
+    seed: int = 0
+    """Seed of the subsets and of the critic."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no estimate can use."""
+        if min(self.max_points, self.subset) < 2 or min(self.n_subsets, self.steps) < 1:
+            raise ConfigError(
+                "--max-points and --subset must be at least 2, --n-subsets and --steps at least 1"
+            )
+        if self.shift_b is not None and not all(math.isfinite(v) for v in self.shift_b):
+            raise ConfigError(f"--shift-b must be finite numbers, got {self.shift_b}")
+        _check_seed(self.seed)
+
+    def critic(self) -> CriticConfig:
+        """The critic's training: these steps and seed, CriticConfig's defaults otherwise."""
+        return CriticConfig(steps=self.steps, seed=self.seed)
+
+
+def run_wasserstein(
+    a: np.ndarray, b: np.ndarray, config: WassersteinConfig = WassersteinConfig(), known: float | None = None
+) -> dict:
+    """KR estimate on the full (n, d) and (m, d) sets ``a`` and ``b``, and on random equal-size subsets of
+    ``config.subset`` points (exact assignment: O(subset³) time) next to their exact W1; ``known`` is the
+    exact W1 of the full sets or of the distributions, when known."""
+    config.validate()
+    critic = config.critic()
     started = time.perf_counter()
     fn, full = fit_critic(a, b, critic)
-    rng = np.random.default_rng(seed)
-    m = min(subset, len(a), len(b))
+    rng = np.random.default_rng(config.seed)
+    m = min(config.subset, len(a), len(b))
     rows = []
-    for _ in range(n_subsets):
+    for _ in range(config.n_subsets):
         sa = a[rng.choice(len(a), m, replace=False)]
         sb = b[rng.choice(len(b), m, replace=False)]
         exact = exact_w1_1d(sa, sb) if a.shape[1] == 1 else exact_w1(sa, sb)
@@ -281,7 +325,7 @@ class ClassifierConfig:
     dataset: str = "digits"
     """A dataset name of recon.robust.data.load_dataset."""
     widths: tuple[int, ...] = (256, 256)
-    """Hidden widths."""
+    """Hidden widths, comma-separated."""
     layer: str = "bjorck"
     """'bjorck' (certify in ℓ2), 'linf' (certify in ℓ∞) or 'spectral' (baseline)."""
     activation: str = "groupsort"
@@ -304,6 +348,12 @@ class ClassifierConfig:
     """Seed of the subset, the initialization and the batches."""
 
     def __post_init__(self) -> None:
+        _check_widths(self.widths)
+        if min(self.group_size, self.bjorck_iters, self.epochs, self.batch) < 1:
+            raise ConfigError("group size, Björck iterations, epochs and batch must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be positive, got {self.limit}")
+        _check_seed(self.seed)
         if self.activation == "groupsort" and any(w % self.group_size for w in self.widths):
             raise ConfigError(
                 f"every hidden width must split into GroupSort groups of {self.group_size}, got widths "
@@ -401,17 +451,23 @@ def certified_radii(
 
 
 def _robust_under_attacks(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, steps: int, seed: int
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: CertifyConfig
 ) -> torch.Tensor:
-    """(n,) bool: still correct under PGD-margin and APGD (CE and DLR), per-example worst case."""
+    """(n,) bool: still correct under PGD-margin, APGD (CE, DLR), APGD-T and targeted margin PGD (each
+    towards ``config.attack_targets`` runner-up classes), per-example worst case; every attack stays in
+    the ε-ball of ``config.norm`` and in the [0, 1] pixel box."""
     from recon.robust import attacks
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
     robust = model(x).argmax(1) == y
+    common = {"norm": config.norm, "steps": config.attack_steps, "generator": generator}
+    targeted = {**common, "n_targets": config.attack_targets}
     runs = [
-        attacks.pgd(model, x, y, eps, norm=norm, loss="margin", steps=steps, generator=generator),
-        attacks.apgd(model, x, y, eps, norm=norm, loss="xent", steps=steps, generator=generator),
-        attacks.apgd(model, x, y, eps, norm=norm, loss="dlr", steps=steps, generator=generator),
+        attacks.pgd(model, x, y, eps, loss="margin", **common),
+        attacks.apgd(model, x, y, eps, loss="xent", **common),
+        attacks.apgd(model, x, y, eps, loss="dlr", **common),
+        attacks.apgd_targeted(model, x, y, eps, **targeted),
+        attacks.pgd_targeted(model, x, y, eps, **targeted),
     ]
     with torch.no_grad():
         for adversarial in runs:
@@ -419,34 +475,62 @@ def _robust_under_attacks(
     return robust
 
 
+@dataclass(frozen=True)
+class CertifyConfig:
+    """Settings of ``recon lipschitz certify``."""
+
+    eps: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    """Radii, comma-separated (pixel units, images in [0, 1])."""
+    norm: str = "l2"
+    """l2 | linf: the norm of the radii and of the attacks."""
+    limit: int | None = None
+    """At most this many test images."""
+    attack_steps: int = 50
+    """Iterations of each attack (PGD-margin, APGD-CE, APGD-DLR; APGD-T and targeted PGD per target)."""
+    attack_targets: int = 9
+    """Runner-up classes APGD-T and targeted margin PGD aim at in turn (AutoAttack: 9)."""
+    lipschitz_check_points: int = 200
+    """Images the empirical ℓ2 Lipschitz constant is measured on."""
+    seed: int = 0
+    """Seed of the attacks and of the Lipschitz check."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no certification can use."""
+        if not self.eps or not all(math.isfinite(e) and e >= 0 for e in self.eps):
+            raise ConfigError(f"--eps values must be finite and >= 0, got {','.join(map(str, self.eps))}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; use l2 or linf")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be positive, got {self.limit}")
+        if min(self.attack_steps, self.attack_targets, self.lipschitz_check_points) < 1:
+            raise ConfigError(
+                "--attack-steps, --attack-targets and the Lipschitz check points must be positive"
+            )
+        _check_seed(self.seed)
+
+
 def certify_classifier(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps_values: list[float],
-    *,
-    norm: str = "l2",
-    attack_steps: int = 50,
-    lipschitz_check_points: int = 200,
-    seed: int = 0,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: CertifyConfig = CertifyConfig()
 ) -> dict:
     """Clean, certified and empirically robust accuracy at each ε, plus a check of the Lipschitz bound.
 
     Certified at ε means radius > ε. Empirical robustness is the per-example worst case of PGD on the
-    margin and APGD on cross-entropy and DLR (recon.robust.attacks). A certified example that an attack
-    breaks would disprove the certificate: ``violations`` counts them (must be 0).
+    margin, APGD on cross-entropy and DLR, APGD-T and targeted margin PGD (recon.robust.attacks). A
+    certified example that an attack breaks would disprove the certificate: ``violations`` counts them
+    (must be 0).
     """
+    config.validate()
     net = frozen(model)
     started = time.perf_counter()
-    radius, bounds = certified_radii(net, x, y, norm)
+    radius, bounds = certified_radii(net, x, y, config.norm)
     with torch.no_grad():
         logits = net(x)
     clean = logits.argmax(1) == y
-    check = empirical_lipschitz(net, x[:lipschitz_check_points], "l2", steps=30, seed=seed)
+    check = empirical_lipschitz(net, x[: config.lipschitz_check_points], "l2", steps=30, seed=config.seed)
     rows = []
-    for eps in eps_values:
+    for eps in config.eps:
         certified = radius > eps
-        robust = _robust_under_attacks(net, x, y, eps, norm, attack_steps, seed)
+        robust = _robust_under_attacks(net, x, y, eps, config)
         rows.append(
             {
                 "eps": eps,
@@ -457,7 +541,7 @@ def certify_classifier(
             }
         )
     return {
-        "norm": norm,
+        "norm": config.norm,
         "n": len(y),
         "bounds": bounds,
         "empirical_lipschitz_l2": asdict(check) | {"value": check.value},
@@ -467,7 +551,8 @@ def certify_classifier(
         "definitions": {
             "certified": "fraction with radius > eps; l2 radius = margin/(sqrt(2) L2), linf radius = "
             "max(margin/(2 Linf), margin/(sqrt(2) L2 sqrt(d)))",
-            "empirical": "fraction still correct under PGD-margin, APGD-CE and APGD-DLR (per-example worst case)",
+            "empirical": "fraction still correct under PGD-margin, APGD-CE, APGD-DLR, APGD-T and targeted "
+            "margin PGD (per-example worst case; every attack inside the eps-ball and the [0, 1] box)",
             "violations": "certified examples an attack broke (a wrong certificate; must be 0)",
         },
         "seconds": round(time.perf_counter() - started, 1),
@@ -502,6 +587,8 @@ def load_classifier(run_dir: Path) -> SavedClassifier:
         raise InputError(f"{run_dir} has no model.pt; run `recon lipschitz train` first")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict):
+            raise TypeError(f"{type(payload).__name__}, not a dict")
         values = dict(payload["config"])
         values["widths"] = tuple(values["widths"])
         config = ClassifierConfig(**values)
@@ -509,6 +596,6 @@ def load_classifier(run_dir: Path) -> SavedClassifier:
         model.load_state_dict(payload["state_dict"])
     except Exception as exc:  # noqa: BLE001 - empty, truncated or foreign files fail in many ways (EOFError...)
         raise InputError(
-            f"{path} is not a readable Lipschitz classifier ({type(exc).__name__}: {exc})"
+            f"{path} is not a Lipschitz classifier written by `recon lipschitz train` ({type(exc).__name__})"
         ) from exc
     return SavedClassifier(config=config, model=model.eval())

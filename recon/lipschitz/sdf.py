@@ -9,27 +9,56 @@ then DONE.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from recon.errors import InputError
-from recon.lipschitz.implicit import DistanceFitConfig, check_distance_bound, fit_distance_field
+from recon.errors import ConfigError, InputError
+from recon.lipschitz.implicit import (
+    DistanceFitConfig,
+    LipschitzImplicitConfig,
+    check_distance_bound,
+    fit_distance_field,
+)
 from recon.run import RunFolder, environment_metadata
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistanceRunConfig:
-    """A distance-field run: the fit and what surrounds it."""
+    """A distance-field run (``recon lipschitz sdf``): the network, its training and what surrounds it."""
 
-    fit: DistanceFitConfig = field(default_factory=DistanceFitConfig)
-    """The network and its training (seed included)."""
+    steps: int = 800
+    """Adam steps."""
+    width: int = 128
+    """Hidden width of the 1-Lipschitz network."""
+    depth: int = 4
+    """Hidden layers of the 1-Lipschitz network."""
     max_points: int = 20_000
     """Scan points used (a random subset fixed by the seed when the scan has more)."""
+    lr: float = 5e-3
+    """Adam learning rate."""
     resolution: int = 128
-    """Marching-cubes grid for the mesh and the distance check."""
+    """Marching-cubes grid for the mesh and the check."""
+    seed: int = 0
+    """Seed of the subset, the initialization, the samples and the check."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no distance field can be fitted with."""
+        if min(self.steps, self.depth) < 1 or self.width < 2 or self.max_points < 16 or self.resolution < 8:
+            raise ConfigError(
+                "steps and depth must be at least 1, width 2, max_points 16 and resolution 8, got "
+                f"{self.steps}, {self.depth}, {self.width}, {self.max_points}, {self.resolution}"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite positive number, got {self.lr}")
+
+    def fit(self) -> DistanceFitConfig:
+        """The training these settings ask for (DistanceFitConfig's defaults otherwise)."""
+        model = LipschitzImplicitConfig(depth=self.depth, width=self.width)
+        return DistanceFitConfig(model=model, steps=self.steps, lr=self.lr, seed=self.seed)
 
 
 def distance_field_run(
@@ -43,7 +72,8 @@ def distance_field_run(
     from recon.lipschitz.experiments import load_point_set
     from recon.models.field import numpy_field
 
-    seed = config.fit.seed
+    config.validate()
+    seed = config.seed
     points, _ = load_point_set(scan, seed=seed)
     if points.ndim != 2 or points.shape[1] != 3:
         raise InputError(f"{scan} is not a 3-D point set")
@@ -52,11 +82,12 @@ def distance_field_run(
     normalization = Normalization.fit(points)
     work = normalization.to_work(points).astype(np.float32)
     run = RunFolder.create(run_dir, force=force)
-    run.write_json("config.json", {"method": "lipschitz-sdf", "scan": scan, "lipschitz-sdf": asdict(config)})
+    settings = asdict(config) | {"fit": asdict(config.fit())}
+    run.write_json("config.json", {"method": "lipschitz-sdf", "scan": scan, "lipschitz-sdf": settings})
     run.write_json("meta.json", environment_metadata(device="cpu", seed=seed))
     run.write_json("normalization.json", normalization.to_dict())
 
-    model, losses = fit_distance_field(work, config.fit)
+    model, losses = fit_distance_field(work, config.fit())
     check = check_distance_bound(model, resolution=config.resolution, seed=seed)
     vertices, faces = extract_mesh(numpy_field(model), resolution=config.resolution, bound=1.2)
     with torch.no_grad():

@@ -8,6 +8,10 @@ PGD: projected gradient ascent from a random start on the cross-entropy or the m
     per example the iterate with the largest margin (an iterate that fools the model is never lost).
 APGD: the step-size-adaptive PGD of Croce & Hein (2020) with momentum and checkpoints, on the
     cross-entropy and on the DLR loss (AutoAttack's lesson: fixed-step PGD on one loss overstates robustness).
+APGD-T: APGD on the targeted DLR loss towards each of the top runner-up classes in turn (AutoAttack's
+    standard composition: 9 targets, 100 iterations, 1 restart each).
+PGD-T: PGD on the targeted margin f_t − f_y from x and from random starts, towards each top runner-up
+    class t in turn.
 DeepFool: minimal perturbation by iterated linearization (L2 or L∞), projected onto the ε-ball.
 Universal: one perturbation v for all inputs, accumulated from DeepFool steps (Moosavi-Dezfooli et al. 2017).
 """
@@ -15,7 +19,9 @@ Universal: one perturbation v for all inputs, accumulated from DeepFool steps (M
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -24,7 +30,7 @@ from torch.nn import functional
 from recon.robust.boundary import margin
 
 NORMS = ("linf", "l2")
-ATTACKS = ("fgsm", "pgd", "pgd-margin", "apgd", "deepfool", "universal")
+ATTACKS = ("fgsm", "pgd", "pgd-margin", "apgd", "apgd-t", "pgd-t", "deepfool", "universal")
 
 
 # --------------------------------------------------------------------------- norms and projections
@@ -72,32 +78,58 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Gener
 
 
 # --------------------------------------------------------------------------- losses
-def attack_loss(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+def attack_loss(
+    logits: torch.Tensor, labels: torch.Tensor, loss: str, targets: torch.Tensor | None = None
+) -> torch.Tensor:
     """(n,) per-example loss an attacker maximizes: 'xent', 'margin' (f_r − f_y) or 'dlr'.
 
     DLR (Croce & Hein 2020) is the margin divided by z_π1 − z_π3 (sorted logits), invariant to logit scale.
+    With ``targets`` (n,) the targeted versions: −CE towards t, f_t − f_y, and the targeted DLR
+    (f_t − f_y)/(z_π1 − ½(z_π3 + z_π4)) of AutoAttack's APGD-T.
     """
+    if loss not in ("xent", "margin", "dlr"):
+        raise ValueError(f"unknown attack loss {loss!r}")
     if loss == "xent":
-        return functional.cross_entropy(logits, labels, reduction="none")
+        if targets is None:
+            return functional.cross_entropy(logits, labels, reduction="none")
+        return -functional.cross_entropy(logits, targets, reduction="none")
+    gap = margin(logits, labels) if targets is None else target_margin(logits, labels, targets)
     if loss == "margin":
-        return margin(logits, labels)
-    if loss == "dlr":
-        ordered = logits.sort(dim=1, descending=True).values
-        third = ordered[:, 2] if logits.shape[1] > 2 else ordered[:, -1]
-        return margin(logits, labels) / (ordered[:, 0] - third + 1e-12)
-    raise ValueError(f"unknown attack loss {loss!r}")
+        return gap
+    return gap / _dlr_scale(logits, targeted=targets is not None)
+
+
+def target_margin(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """f_t − f_y : (n,) for logits (n, k), labels and targets (n,); positive ⇒ misclassified."""
+    return (logits.gather(1, targets[:, None]) - logits.gather(1, labels[:, None])).squeeze(1)
+
+
+def _dlr_scale(logits: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """(n,) DLR denominator: z_π1 − z_π3, or z_π1 − ½(z_π3 + z_π4) when targeted (sorted logits z_π).
+
+    Missing ranks fall back to the smallest logit; with two classes the ratio would be ±1 everywhere (no
+    gradient), so the denominator is 1 and DLR is the margin.
+    """
+    classes = logits.shape[1]
+    if classes == 2:
+        return torch.ones(len(logits), dtype=logits.dtype, device=logits.device)
+    ordered = logits.sort(dim=1, descending=True).values
+    low = ordered[:, 2]
+    if targeted:
+        low = 0.5 * (low + ordered[:, min(3, classes - 1)])
+    return ordered[:, 0] - low + 1e-12
 
 
 def _loss_and_grad(
-    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, loss: str, targets: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-example loss (n,), its input gradient (n, ...) and the margin (n,), all detached."""
+    """Per-example loss (n,), its input gradient (n, ...) and the logits (n, k), all detached."""
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         logits = model(x)
-        values = attack_loss(logits, labels, loss)
+        values = attack_loss(logits, labels, loss, targets)
         (grad,) = torch.autograd.grad(values.sum(), x)
-    return values.detach(), grad.detach(), margin(logits.detach(), labels)
+    return values.detach(), grad.detach(), logits.detach()
 
 
 # --------------------------------------------------------------------------- attacks
@@ -121,23 +153,34 @@ def pgd(
     step_size: float | None = None,
     restarts: int = 1,
     random_start: bool = True,
+    clean_first: bool = False,
+    targets: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Projected gradient ascent on ``loss``; returns the largest-margin iterate over steps and restarts.
 
-    ``step_size`` defaults to 2.5·ε/steps (Madry et al.), so the iterates can cross the whole ball.
+    ``step_size`` defaults to 2.5·ε/steps (Madry et al.), so the iterates can cross the whole ball. Restarts
+    begin at random points of the ball (``random_start``), except the first one at x itself when
+    ``clean_first``. With ``targets`` (n,) the loss is the targeted one (:func:`attack_loss`) and the margin
+    that picks the returned iterate is f_t − f_y.
     """
     step_size = 2.5 * eps / steps if step_size is None else step_size
     best, best_margin = x.clone(), torch.full((len(x),), -math.inf, device=x.device)
-    for _ in range(restarts):
-        x_adv = _random_start(x, eps, norm, generator) if random_start else x.clone()
+    for restart in range(restarts):
+        noisy = random_start and not (clean_first and restart == 0)
+        x_adv = _random_start(x, eps, norm, generator) if noisy else x.clone()
         for _ in range(steps):
-            _, grad, current = _loss_and_grad(model, x_adv, labels, loss)
-            best, best_margin = _keep_larger(best, best_margin, x_adv, current)
+            _, grad, logits = _loss_and_grad(model, x_adv, labels, loss, targets)
+            best, best_margin = _keep_larger(best, best_margin, x_adv, _margin_of(logits, labels, targets))
             x_adv = project(x_adv + step_size * _ascent_direction(grad, norm), x, eps, norm)
         with torch.no_grad():
-            best, best_margin = _keep_larger(best, best_margin, x_adv, margin(model(x_adv), labels))
+            final = _margin_of(model(x_adv), labels, targets)
+        best, best_margin = _keep_larger(best, best_margin, x_adv, final)
     return best
+
+
+def _margin_of(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    return margin(logits, labels) if targets is None else target_margin(logits, labels, targets)
 
 
 def _keep_larger(
@@ -172,20 +215,22 @@ def apgd(
     steps: int = 100,
     rho: float = 0.75,
     momentum: float = 0.75,
+    targets: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Auto-PGD (Croce & Hein 2020): step 2ε halved at checkpoints where progress stalled, with momentum.
 
     At checkpoint w_j the step of an example is halved (and it restarts from its best point) when the loss
-    increased in fewer than ρ·(w_j − w_{j−1}) of the steps since w_{j−1}, or when neither the step nor the
+    increased in at most ρ·(w_j − w_{j−1}) of the steps since w_{j−1}, or when neither the step nor the
     best loss changed over that interval. Returns the best iterate by loss, or any iterate that fools.
+    With ``targets`` (n,) the loss is the targeted one (:func:`attack_loss`; 'dlr': APGD-T's loss).
     """
     checkpoints = apgd_checkpoints(steps)
     step = torch.full((len(x),), 2.0 * eps, device=x.device)
     x_prev = x_cur = _random_start(x, eps, norm, generator)
-    value, grad, current_margin = _loss_and_grad(model, x_cur, labels, loss)
+    value, grad, logits = _loss_and_grad(model, x_cur, labels, loss, targets)
     best_x, best_value, best_grad = x_cur.clone(), value.clone(), grad.clone()
-    fooled_x, fooled_margin = x_cur.clone(), current_margin.clone()
+    fooled_x, fooled_margin = x_cur.clone(), margin(logits, labels)
     increases = torch.zeros(len(x), device=x.device)
     best_at_checkpoint, step_reduced = (
         best_value.clone(),
@@ -198,8 +243,8 @@ def apgd(
             x_next = z
         else:
             x_next = project(x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), x, eps, norm)
-        new_value, new_grad, new_margin = _loss_and_grad(model, x_next, labels, loss)
-        fooled_x, fooled_margin = _keep_larger(fooled_x, fooled_margin, x_next, new_margin)
+        new_value, new_grad, logits = _loss_and_grad(model, x_next, labels, loss, targets)
+        fooled_x, fooled_margin = _keep_larger(fooled_x, fooled_margin, x_next, margin(logits, labels))
         increases += (new_value > value).float()
         improved = new_value > best_value
         best_x = torch.where(_per_row(improved, x), x_next, best_x)
@@ -208,7 +253,7 @@ def apgd(
         x_prev, x_cur, value, grad = x_cur, x_next, new_value, new_grad
         if k + 1 in checkpoints and k + 1 > last_checkpoint:
             interval = k + 1 - last_checkpoint
-            stalled = increases < rho * interval
+            stalled = increases <= rho * interval
             stuck = ~step_reduced & (best_at_checkpoint >= best_value)
             reduce = stalled | stuck
             step = torch.where(reduce, step / 2.0, step)
@@ -223,6 +268,92 @@ def apgd(
     with torch.no_grad():
         best_margin = margin(model(best_x), labels)
     return torch.where(_per_row(fooled_margin > best_margin, x), fooled_x, best_x)
+
+
+def runner_up_classes(logits: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
+    """(n, m) the m = min(count, k − 1) classes other than the label with the highest logits, best first."""
+    others = logits.masked_fill(functional.one_hot(labels, logits.shape[1]).bool(), -math.inf)
+    return others.argsort(dim=1, descending=True, stable=True)[:, : min(count, logits.shape[1] - 1)]
+
+
+def _over_runner_ups(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_targets: int,
+    attack: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """Adversarial (n, ...) images: ``attack(x, labels, targets=t)`` towards each runner-up class t of the
+    clean logits in turn, on the examples still classified correctly; per example the result with the
+    largest margin f_r − f_y (x itself for an example misclassified from the start)."""
+    with torch.no_grad():
+        logits = model(x)
+    best, best_margin = x.clone(), margin(logits, labels)
+    robust = logits.argmax(dim=1) == labels
+    for targets in runner_up_classes(logits, labels, n_targets).T:
+        rows = torch.nonzero(robust).squeeze(1)
+        if len(rows) == 0:
+            break
+        adversarial = attack(x[rows], labels[rows], targets=targets[rows])
+        with torch.no_grad():
+            logits = model(adversarial)
+        better = margin(logits, labels[rows]) > best_margin[rows]
+        best[rows[better]] = adversarial[better]
+        best_margin[rows[better]] = margin(logits[better], labels[rows[better]])
+        robust[rows] = logits.argmax(dim=1) == labels[rows]
+    return best
+
+
+def apgd_targeted(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    n_targets: int = 9,
+    steps: int = 100,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """APGD-T (AutoAttack): APGD on the targeted DLR loss towards each of the ``n_targets`` runner-up
+    classes of the clean logits (highest first), each run on the examples no earlier target fooled."""
+    attack = partial(apgd, model, eps=eps, norm=norm, loss="dlr", steps=steps, generator=generator)
+    return _over_runner_ups(model, x, labels, n_targets, attack)
+
+
+def pgd_targeted(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    n_targets: int = 9,
+    steps: int = 100,
+    step_size: float | None = None,
+    restarts: int = 2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Targeted margin PGD: for each of the ``n_targets`` runner-up classes t of the clean logits (highest
+    first), PGD maximizing f_t − f_y on the examples not yet fooled, from x and then from ``restarts`` − 1
+    random points of the ball.
+
+    The start at x matters in L2: from a random start the fixed step 2.5·ε/steps ends a few percent short
+    of the best point on the sphere (the tangential error shrinks by ε/(ε + step) per step on it).
+    """
+    attack = partial(
+        pgd,
+        model,
+        eps=eps,
+        norm=norm,
+        loss="margin",
+        steps=steps,
+        step_size=step_size,
+        restarts=restarts,
+        clean_first=True,
+        generator=generator,
+    )
+    return _over_runner_ups(model, x, labels, n_targets, attack)
 
 
 def _candidate_gradients(

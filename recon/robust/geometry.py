@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from recon.core.levelset import value_and_gradient
+from recon.errors import ConfigError
 from recon.robust.attacks import deepfool
 from recon.robust.boundary import margin, regula_falsi
+from recon.robust.data import check_seed
 
 
 class PairMargin(nn.Module):
@@ -100,6 +102,42 @@ def default_curvature_step(dim: int) -> float:
     return math.sqrt(dim) / 512.0 * 10.0
 
 
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Settings of ``recon robust geometry``: the boundary measurements and the cross-section plots."""
+
+    n_images: int = 200
+    """Test images loaded; the correctly classified ones are measured."""
+    directions: int = 8
+    """Random tangent directions per boundary point."""
+    principal_points: int = 5
+    """Boundary points at which the principal curvature range is computed (Lanczos)."""
+    h: float | None = None
+    """Finite-difference length (default √d/512·10)."""
+    seed: int = 0
+    """Seed of the random directions."""
+    points: int = 4
+    """Images drawn by --plot: the first correctly classified ones."""
+    extent: float = 3.0
+    """Plot half-width in multiples of each image's DeepFool distance."""
+    resolution: int = 61
+    """Grid points per plot axis."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no measurement can use."""
+        if min(self.n_images, self.directions) < 1 or self.principal_points < 0:
+            raise ConfigError("--n and --directions must be positive, --principal-points at least 0")
+        if self.resolution < 2:
+            raise ConfigError(f"the plot resolution must be at least 2, got {self.resolution}")
+        if self.h is not None and not (math.isfinite(self.h) and self.h > 0):
+            raise ConfigError(f"--h must be positive, got {self.h}")
+        if not 1 <= self.points <= 12:
+            raise ConfigError(f"--points must be within 1..12, got {self.points}")
+        if not (math.isfinite(self.extent) and self.extent > 0):
+            raise ConfigError(f"--extent must be positive, got {self.extent}")
+        check_seed(self.seed)
+
+
 @dataclass
 class GeometryReport:
     """Boundary geometry of a classifier on n correctly classified images.
@@ -124,27 +162,19 @@ class GeometryReport:
 
 
 def boundary_geometry(
-    classifier: nn.Module,
-    images: torch.Tensor,
-    *,
-    directions: int = 8,
-    principal_points: int = 5,
-    h: float | None = None,
-    seed: int = 0,
+    classifier: nn.Module, images: torch.Tensor, config: GeometryConfig = GeometryConfig()
 ) -> GeometryReport:
     """DeepFool ratio ρ and normal-section curvatures of the boundary between each image's class and the
     class DeepFool reaches, at the boundary point on the segment x → x + r (regula falsi).
 
-    Parameters
-    ----------
-    images : (n, C, H, W) float in [0, 1]
-    directions : random tangent directions per boundary point
-    principal_points : boundary points at which the principal curvature range is computed (Lanczos)
+    ``images`` are (n, C, H, W) float in [0, 1]; ``config`` gives the random tangent directions per boundary
+    point, the number of points at which the principal curvature range is computed (Lanczos), h and the seed.
     """
+    config.validate()
     classifier.eval()
     shape = tuple(images.shape[1:])
     dim = math.prod(shape)
-    h = default_curvature_step(dim) if h is None else h
+    h = default_curvature_step(dim) if config.h is None else config.h
     result = deepfool(classifier, images, norm="l2", clip=False)
     flat = images.reshape(len(images), -1)
     r = result.perturbation.reshape(len(images), -1)
@@ -165,9 +195,9 @@ def boundary_geometry(
 
     t, _ = regula_falsi(along, torch.zeros_like(f_start), torch.ones_like(f_start), f_start, f_end, iters=30)
     points = start + t[:, None] * (end - start)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
     kappas = []
-    for _ in range(directions):
+    for _ in range(config.directions):
         u = torch.randn(points.shape, generator=generator).to(points.device)
         kappas.append(normal_section_curvatures(fn, points, u, h))
     kappa = torch.cat(kappas) if kappas else torch.zeros(0)
@@ -175,7 +205,7 @@ def boundary_geometry(
         principal_curvature_range(
             PairMargin(classifier, source[rows[i : i + 1]], target[rows[i : i + 1]], shape), points[i], h
         )
-        for i in range(min(principal_points, len(rows)))
+        for i in range(min(config.principal_points, len(rows)))
     ]
     return GeometryReport(
         n=len(images),
@@ -227,27 +257,20 @@ class CrossSection:
 
 
 def normal_cross_sections(
-    classifier: nn.Module,
-    images: torch.Tensor,
-    *,
-    extent: float = 3.0,
-    resolution: int = 61,
-    seed: int = 0,
+    classifier: nn.Module, images: torch.Tensor, config: GeometryConfig = GeometryConfig()
 ) -> list[CrossSection]:
-    """Cross-sections of the decision boundary around each image along adversarial and random directions.
-
-    Parameters
-    ----------
-    images : (n, C, H, W) float in [0, 1]
-    extent : half-width of the square planes, in multiples of each image's DeepFool distance ‖r‖₂
-    resolution : grid points per axis
+    """Cross-sections of the decision boundary around each (C, H, W) image of ``images`` (float in [0, 1])
+    along adversarial and random directions: square planes of half-width ``config.extent`` times the image's
+    DeepFool distance ‖r‖₂, ``config.resolution`` grid points per axis.
 
     Images DeepFool cannot move across the boundary are skipped. The planes leave [0, 1]: they show the
     geometry of the function f, as the unclipped DeepFool does.
     """
+    config.validate()
     classifier.eval()
     result = deepfool(classifier, images, norm="l2", clip=False)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    extent, resolution = config.extent, config.resolution
     sections = []
     for i in torch.nonzero(result.fooled).squeeze(1).tolist():
         x = images[i].reshape(-1)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from recon.atomic import read_json, write_json
-from recon.errors import RunDirError
+from recon.errors import ConfigError, RunDirError
 from recon.robust.evaluate import ATTACK_DESCRIPTIONS, AttackConfig, AttackReport
 from recon.robust.train import load_train_config
 from recon.run import RunFolder
@@ -20,6 +20,20 @@ TABLE_COLUMNS = (
     "robust acc (margin)",
     "robust acc (strongest)",
 )
+TABLE_FORMATS = ("markdown", "csv")
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """How ``recon robust table`` writes the table."""
+
+    fmt: str = "markdown"
+    """markdown | csv: the text format of the table."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for an unknown format."""
+        if self.fmt not in TABLE_FORMATS:
+            raise ConfigError(f"unknown table format {self.fmt!r}; choose one of {', '.join(TABLE_FORMATS)}")
 
 
 def evaluation_key(config: AttackConfig, n: int) -> str:
@@ -78,10 +92,11 @@ def table_rows(run_dirs: list[str | Path]) -> list[list[str]]:
     return rows
 
 
-def results_table(run_dirs: list[str | Path], fmt: str = "markdown") -> str:
+def results_table(run_dirs: list[str | Path], config: TableConfig = TableConfig()) -> str:
     """The table as Markdown or CSV text."""
+    config.validate()
     rows = table_rows(run_dirs)
-    if fmt == "csv":
+    if config.fmt == "csv":
         return "\n".join(
             ",".join(f'"{cell}"' if "," in cell else cell for cell in row)
             for row in [list(TABLE_COLUMNS), *rows]

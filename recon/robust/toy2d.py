@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional
 
 from recon.atomic import atomic_path
-from recon.errors import InputError
+from recon.errors import ConfigError, InputError
+from recon.robust.data import check_seed
 from recon.robust.train import auto_margin, large_margin_objective, margin_boundary_search
 
 TOY_METHODS = ("standard", "margin")
@@ -55,21 +56,43 @@ def toy_classifier(hidden: int = 64, seed: int = 0) -> nn.Sequential:
 
 @dataclass(frozen=True)
 class ToyConfig:
-    """The 2-D toy: data, network and both trainings (full batch, Adam)."""
+    """The 2-D toy: data, network and both trainings (full batch, Adam). The default margin is half the median
+    distance from a training point to the nearest point of the other moon."""
 
     per_class: int = 8
     """Training points per moon (scarce on purpose)."""
     test_per_class: int = 500
+    """Test points per moon."""
     noise: float = 0.08
+    """Std of the Gaussian noise added to the moons."""
     steps: int = 600
+    """Adam steps of each training."""
     lr: float = 5e-3
+    """Adam learning rate."""
     hidden: int = 64
+    """Width of both hidden layers."""
     margin: float | None = None
-    """L2 margin; None: half the median distance to the nearest point of the other moon."""
+    """L2 margin (default from the data)."""
     margin_weight: float = 1.0
+    """Weight of the margin hinge next to the cross-entropy."""
     iters: int = 10
     """Boundary-search PGD and regula falsi iterations."""
     seed: int = 0
+    """Seed of the points, the initialization and the boundary search."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no toy can use."""
+        if min(self.per_class, self.test_per_class, self.steps, self.hidden, self.iters) < 1:
+            raise ConfigError("the toy needs at least one point per class, one step, unit and iteration")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"--noise must be >= 0, got {self.noise}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"the learning rate must be positive, got {self.lr}")
+        if self.margin is not None and not (math.isfinite(self.margin) and self.margin > 0):
+            raise ConfigError(f"--margin must be positive, got {self.margin}")
+        if not (math.isfinite(self.margin_weight) and self.margin_weight >= 0):
+            raise ConfigError(f"--margin-weight must be >= 0, got {self.margin_weight}")
+        check_seed(self.seed)
 
 
 def train_toy(
@@ -164,8 +187,7 @@ def run_toy(config: ToyConfig, image: str | Path | None = None, *, force: bool =
     """
     if image is not None and Path(image).exists() and not force:
         raise InputError(f"{image} exists; pass --force to overwrite it")
-    if config.per_class < 1 or config.steps < 1:
-        raise InputError("the toy needs at least one point per class and one step")
+    config.validate()
     points, labels = two_moons(config.per_class, config.noise, config.seed)
     test_points, test_labels = two_moons(config.test_per_class, config.noise, config.seed + 1)
     margin = config.margin or auto_margin(points, labels, "l2")

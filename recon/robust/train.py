@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional
 
 from recon.device import resolve_device
-from recon.errors import InputError, RunDirError
+from recon.errors import InputError, ReconError, RunDirError
 from recon.robust import attacks as atk
 from recon.robust.boundary import (
     BoundarySearch,
@@ -31,7 +31,7 @@ from recon.robust.boundary import (
     large_margin_loss,
     levelset_margin_loss,
 )
-from recon.robust.data import load_dataset, num_classes
+from recon.robust.data import check_seed, load_dataset, num_classes
 from recon.robust.models import ARCHITECTURES, build_classifier, channel_statistics
 from recon.run import RunFolder, environment_metadata
 
@@ -144,40 +144,55 @@ class TrainConfig:
         return self.eps * 5.0 / 3.0 if self.eps_wrong is None else self.eps_wrong
 
 
+_POSITIVE = ("lr", "eps_correct", "eps_wrong", "accept", "cure_h", "margin", "margin_search")
+_MINIMUM = {
+    **dict.fromkeys(("eps", "trades_beta", "correct_weight", "cure_lambda", "margin_weight"), 0),
+    **dict.fromkeys(("warmup_epochs", "test_limit"), 0),
+    **dict.fromkeys(("epochs", "batch_size", "limit", "per_class", "pgd_steps", "levelset_iters"), 1),
+}
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
 def validate(config: TrainConfig) -> None:
-    """Raise InputError for options no training can use."""
-    numbers = {
-        name: getattr(config, name)
-        for name in ("lr", "eps", "trades_beta", "eps_correct", "eps_wrong", "accept", "correct_weight",
-                     "cure_lambda", "cure_h", "margin", "margin_weight", "margin_search")
-    }  # fmt: skip
+    """Raise InputError for options no training can use (also for a config.json edited by hand: every field
+    must have its declared type)."""
+    for spec in fields(config):
+        value, kinds = getattr(config, spec.name), [kind.strip() for kind in spec.type.split("|")]
+        allowed = tuple(t for kind in kinds if kind != "None" for t in _FIELD_TYPES[kind])
+        if not (value is None and "None" in kinds) and (
+            not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+        ):
+            raise InputError(f"{_flag(spec.name)} must be of type {spec.type}, got {value!r}")
+    numbers = {name: getattr(config, name) for name in (*_POSITIVE, *_MINIMUM)}
     bad = [
         f"{name}={value}" for name, value in numbers.items() if value is not None and not math.isfinite(value)
     ]
     if bad:
         raise InputError(f"options must be finite numbers: {', '.join(bad)}")
-    if config.lr <= 0:
-        raise InputError(f"--lr must be positive, got {config.lr}")
-    if config.eps < 0:
-        raise InputError(f"--eps must be >= 0, got {config.eps}")
+    for name in _POSITIVE:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise InputError(f"{_flag(name)} must be positive, got {value}")
+    for name, lowest in _MINIMUM.items():
+        value = getattr(config, name)
+        if value is not None and value < lowest:
+            raise InputError(f"{_flag(name)} must be at least {lowest}, got {value}")
+    check_seed(config.seed)
     if config.method not in METHODS:
         raise InputError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     if config.arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if config.eps <= 0 and config.method not in ("standard", "margin"):
         raise InputError(f"--eps must be positive for {config.method}, got {config.eps}")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise InputError("epochs and batch size must be positive")
-    if config.per_class is not None and config.per_class < 1:
-        raise InputError(f"--per-class must be positive, got {config.per_class}")
     if config.margin_norm not in MARGIN_NORMS:
         raise InputError(
             f"unknown margin norm {config.margin_norm!r}; choose one of {', '.join(MARGIN_NORMS)}"
         )
-    if config.margin is not None and config.margin <= 0:
-        raise InputError(f"--margin must be positive, got {config.margin}")
-    if config.margin_weight < 0 or config.margin_search <= 0:
-        raise InputError("the margin weight must be non-negative and the search radius positive")
+
+
+def _flag(name: str) -> str:
+    """The command-line option of a TrainConfig field."""
+    return "--beta" if name == "trades_beta" else "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -340,9 +355,12 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        epoch = int(state["epoch"])
+        if epoch < 0:
+            raise ValueError(f"negative epoch {epoch}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch = int(state["epoch"])
+        self.epoch = epoch
 
 
 def margin_boundary_search(
@@ -518,16 +536,24 @@ def resume_run(
     """Continue an interrupted run from its last checkpoint (``epochs`` extends a finished one)."""
     run = RunFolder.open(run_dir)
     config = load_train_config(run)
+    spec = _run_spec(run)
+    _model_from_spec(spec["model"], run)  # a run whose spec no longer describes a network stays refused
     if epochs is not None:
         config = replace(config, epochs=epochs)
     trainer = Trainer(config)
-    trainer.load_state_dict(run.load_checkpoint(map_location=trainer.device))
+    state = run.load_checkpoint(map_location=trainer.device)
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RunDirError(
+            f"{run.checkpoint_path} does not fit the network and optimizer of {run.config_path} "
+            f"({type(exc).__name__}); refused"
+        ) from None
     if trainer.epoch >= config.epochs:
         raise RunDirError(
             f"{run.path} already trained {trainer.epoch} epochs; pass a larger --epochs to extend it"
         )
     run.clear_done()
-    spec = run.read_json("config.json")
     run.write_json("config.json", {**spec, "config": config.to_dict()})
     run.log(f"resumed at epoch {trainer.epoch} of {config.epochs}")
     return _continue(trainer, run, progress)
@@ -550,21 +576,57 @@ def _continue(trainer: Trainer, run: RunFolder, progress: Callable[[EpochLog], N
     return TrainResult(run_dir=run.path, epochs=trainer.epoch, seconds=seconds, last=last)
 
 
-def load_train_config(run: RunFolder) -> TrainConfig:
+def _run_spec(run: RunFolder) -> dict:
+    """config.json of a robust training run: {"config": TrainConfig fields, "model": model spec, ...}."""
     spec = run.read_json("config.json")
-    if "config" not in spec or "model" not in spec:
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict) or "model" not in spec:
         raise RunDirError(f"{run.path} is not a robust training run (config.json has no model spec)")
-    return TrainConfig.from_dict(spec["config"])
+    return spec
+
+
+def load_train_config(run: RunFolder) -> TrainConfig:
+    """The TrainConfig of a run folder; RunDirError for a config.json no training could have written."""
+    config = TrainConfig.from_dict(_run_spec(run)["config"])
+    try:
+        validate(config)
+    except ReconError as exc:
+        raise RunDirError(f"{run.config_path} holds an unusable training config: {exc}") from None
+    return config
 
 
 def load_classifier(run_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """The trained classifier of a run folder (eval mode) and its config."""
+    """The trained classifier of a run folder (eval mode) and its config.
+
+    Raises RunDirError when config.json's model spec describes no network, or when the checkpoint holds
+    weights of another network (a foreign or edited file).
+    """
     run = RunFolder.open(run_dir)
     config = load_train_config(run)
-    spec = run.read_json("config.json")["model"]
-    model = build_classifier(
-        spec["arch"], tuple(spec["image_shape"]), spec["classes"], spec["mean"], spec["std"]
-    )
+    model = _model_from_spec(_run_spec(run)["model"], run)
     state = run.load_checkpoint(map_location=resolve_device(device))
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RunDirError(
+            f"{run.checkpoint_path} holds the weights of another network than {run.config_path} describes "
+            f"({type(exc).__name__}); refused"
+        ) from None
     return model.to(resolve_device(device)).eval(), config
+
+
+def _model_from_spec(spec: object, run: RunFolder) -> nn.Module:
+    """The (untrained) classifier a model spec of config.json describes."""
+    try:
+        arch, shape, classes, mean, std = (spec[k] for k in ("arch", "image_shape", "classes", "mean", "std"))
+        channels, height, width = shape
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (*shape, classes)):
+            raise ValueError("image shape and class count must be positive integers")
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError("one mean and one std per channel expected")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+            raise ValueError("mean and std must be finite numbers, std positive")
+        return build_classifier(arch, (channels, height, width), classes, mean, std)
+    except KeyError as exc:
+        raise RunDirError(f"{run.config_path} has no usable model spec (no {exc}); refused") from None
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{run.config_path} has no usable model spec ({exc}); refused") from None

@@ -3,14 +3,17 @@
 A run folder (:class:`recon.run.RunFolder`) holds config.json (training config, render config, model spec,
 class names), meta.json, log, metrics.jsonl (one record per epoch), checkpoints/latest.pt (loaded with
 ``weights_only=True``) and DONE. Training renders every batch afresh: random instances of the training base
-meshes (augmented), random viewpoints uniform in the semantic domain, so no two epochs see the same images.
+meshes (augmented), random viewpoints from the run's prior (:mod:`.views`: canonical photographer's views, or
+uniform over the semantic domain), so no two epochs see the same images.
 
-Accuracy is logged on two fixed validation sets: new augmentations of the *training* base meshes (new
-instances and viewpoints) and the unaugmented *held-out* base meshes (shapes never seen in training).
+Accuracy is logged on two fixed validation sets, with viewpoints from the same prior: new augmentations of the
+*training* base meshes (new instances and viewpoints) and the unaugmented *held-out* base meshes (shapes never
+seen in training).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -22,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from recon.errors import InputError, RunDirError
-from recon.robust.models import Normalize
+from recon.robust.semantic.networks import ARCHITECTURES, build_model
 from recon.robust.semantic.render import IMAGE_MODES, RenderConfig, render_views
 from recon.robust.semantic.shapes import (
     AugmentConfig,
@@ -32,59 +35,8 @@ from recon.robust.semantic.shapes import (
     make_instances,
     split_bases,
 )
+from recon.robust.semantic.views import PRIORS, prior_record, sample_viewpoints
 from recon.run import RunFolder, environment_metadata
-
-ARCHITECTURES = ("cnn", "wide-cnn", "mlp")
-DOMAIN_LOWER = (0.0, -10.0)
-DOMAIN_UPPER = (360.0, 90.0)
-"""The semantic domain: azimuth 0–360°, elevation −10–90° (Hamdi & Ghanem), volume 36,000 deg²."""
-
-
-def _pooled(size: int, times: int) -> int:
-    for _ in range(times):
-        size //= 2
-    return size
-
-
-def build_model(arch: str, size: int, classes: int, mean: float, std: float) -> nn.Sequential:
-    """A classifier of (B, 1, size, size) images in [0, 1] → (B, classes) logits, normalization inside.
-
-    Parameters
-    ----------
-    arch : {'cnn', 'wide-cnn', 'mlp'}
-        'cnn': conv 16-32-64 (3×3, each followed by 2×2 max-pool), FC 128. 'wide-cnn': conv 32-32, pool,
-        64-64, pool, 128, pool, FC 256 (about 8× the cnn's compute). 'mlp': FC 512-256 on the pixels.
-    size : image side, at least 8
-    classes : number of logits
-    mean, std : pixel statistics of training renders
-    """
-    if size < 8:
-        raise InputError(f"image size must be at least 8, got {size}")
-    flat = _pooled(size, 3) ** 2
-    if arch == "cnn":
-        body = [
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * flat, 128), nn.ReLU(), nn.Linear(128, classes),
-        ]  # fmt: skip
-    elif arch == "wide-cnn":
-        body = [
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(128 * flat, 256), nn.ReLU(), nn.Linear(256, classes),
-        ]  # fmt: skip
-    elif arch == "mlp":
-        body = [
-            nn.Flatten(), nn.Linear(size * size, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-            nn.Linear(256, classes),
-        ]  # fmt: skip
-    else:
-        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    return nn.Sequential(Normalize(torch.tensor([mean]), torch.tensor([std])), *body)
 
 
 @dataclass(frozen=True)
@@ -92,26 +44,54 @@ class SemanticTrainConfig:
     """Everything a shape-classifier training depends on (written to config.json)."""
 
     arch: str = "cnn"
-    """cnn | wide-cnn | mlp"""
+    """Network family (recon.robust.semantic.networks)."""
+    prior: str = "canonical"
+    """Viewpoints of training and validation renders: canonical (side and three-quarter views, elevation
+    0–30°, recon.robust.semantic.views) or uniform over the domain."""
     size: int = 64
-    """Render side in pixels."""
+    """Render side (pixels)."""
     mode: str = "shaded"
-    """shaded | silhouette | depth"""
+    """shaded | silhouette | depth: what a pixel of a render shows."""
     points: int = 4000
-    """Surface samples per shape instance."""
+    """Samples per shape."""
     per_class: int = 40
-    """Augmented training instances per class."""
+    """Augmented instances."""
     epochs: int = 8
+    """Training epochs, each on fresh renders."""
     images_per_epoch: int = 2400
+    """Renders per epoch (random instances and viewpoints)."""
     batch_size: int = 64
+    """Images per step."""
     lr: float = 2e-3
-    """Adam learning rate, cosine-decayed to zero over the epochs."""
+    """Adam learning rate (cosine decay)."""
     val_views: int = 8
     """Random viewpoints per validation instance."""
     val_per_class: int = 8
     """Validation instances per class (new augmentations of the training base meshes)."""
     seed: int = 0
+    """Seed of the instances, the viewpoints and the initialization."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Augmentation of the training instances."""
+
+    def validate(self) -> None:
+        """Raise InputError for settings no training can use."""
+        if self.arch not in ARCHITECTURES:
+            raise InputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.prior not in PRIORS:
+            raise InputError(f"unknown viewpoint prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
+        if self.mode not in IMAGE_MODES:
+            raise InputError(f"unknown image mode {self.mode!r}; choose one of {', '.join(IMAGE_MODES)}")
+        counts = (self.per_class, self.epochs, self.images_per_epoch, self.batch_size, self.val_views)
+        if min(counts) < 1 or self.val_per_class < 1:
+            raise InputError(
+                "per-class, epochs, images per epoch, batch size and validation sizes must be positive"
+            )
+        if self.size < 8:
+            raise InputError(f"--size must be at least 8, got {self.size}")
+        if self.points < 100:
+            raise InputError(f"--points must be at least 100, got {self.points}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"--lr must be positive, got {self.lr}")
 
     def render_config(self) -> RenderConfig:
         return RenderConfig(size=self.size, mode=self.mode, splat_px=max(1.0, self.size / 64.0))
@@ -123,30 +103,13 @@ class SemanticTrainConfig:
     def from_dict(cls, d: dict) -> SemanticTrainConfig:
         names = {f.name for f in fields(cls)}
         kept = {k: v for k, v in d.items() if k in names}
+        kept.setdefault("prior", "uniform")  # runs written before the prior existed drew uniform views
         if isinstance(kept.get("augment"), dict):
             aug = kept["augment"]
             kept["augment"] = AugmentConfig(
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
             )
         return cls(**kept)
-
-
-def validate(config: SemanticTrainConfig) -> None:
-    """Raise InputError for settings no training can use."""
-    if config.arch not in ARCHITECTURES:
-        raise InputError(f"unknown architecture {config.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if config.mode not in IMAGE_MODES:
-        raise InputError(f"unknown image mode {config.mode!r}; choose one of {', '.join(IMAGE_MODES)}")
-    if min(config.size, config.points, config.per_class, config.epochs, config.batch_size) < 1:
-        raise InputError("size, points, per-class, epochs and batch size must be positive")
-    if config.size < 8:
-        raise InputError(f"--size must be at least 8, got {config.size}")
-
-
-def random_viewpoints(n: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, 2) (azimuth, elevation) uniform in the semantic domain, degrees."""
-    lower, upper = torch.tensor(DOMAIN_LOWER), torch.tensor(DOMAIN_UPPER)
-    return lower + (upper - lower) * torch.rand(n, 2, generator=generator)
 
 
 def render_instances(
@@ -171,12 +134,14 @@ class EpochLog:
 
 
 class _ValidationSet:
-    """Fixed renders of a list of instances from seeded random viewpoints."""
+    """Fixed renders of a list of instances from seeded random viewpoints of a prior."""
 
-    def __init__(self, instances: list[ShapeInstance], views: int, render: RenderConfig, seed: int):
+    def __init__(
+        self, instances: list[ShapeInstance], views: int, render: RenderConfig, seed: int, prior: str
+    ):
         generator = torch.Generator().manual_seed(seed)
         index = torch.arange(len(instances)).repeat_interleave(views)
-        angles = random_viewpoints(len(index), generator)
+        angles = sample_viewpoints(len(index), generator, prior)
         with torch.no_grad():
             self.images = torch.cat(
                 [
@@ -194,6 +159,19 @@ class _ValidationSet:
         return float((logits.argmax(1) == self.labels).float().mean())
 
 
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, int]:
+    """One cross-entropy step on (B, 1, S, S) images and (B,) labels → the batch's loss and number of correct
+    predictions, both before the step."""
+    logits = model(images)
+    loss = functional.cross_entropy(logits, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), int((logits.argmax(1) == labels).sum())
+
+
 def train_classifier(
     config: SemanticTrainConfig,
     run_dir: str | Path,
@@ -202,7 +180,7 @@ def train_classifier(
     progress: Callable[[EpochLog], None] | None = None,
 ) -> Path:
     """Train a shape classifier into a new run folder (refusing a non-empty one unless ``force``)."""
-    validate(config)
+    config.validate()
     run = RunFolder.create(run_dir, force=force)
     torch.manual_seed(config.seed)
     classes = class_names()
@@ -218,7 +196,7 @@ def train_classifier(
         probe = render_instances(
             instances,
             torch.randint(len(instances), (256,), generator=generator),
-            random_viewpoints(256, generator),
+            sample_viewpoints(256, generator, config.prior),
             render,
         )
     mean, std = float(probe.mean()), max(float(probe.std()), 1e-3)
@@ -228,12 +206,15 @@ def train_classifier(
     run.write_json(
         "config.json",
         {"config": config.to_dict(), "render": render.to_dict(), "model": spec, "train_bases": train_bases,
-         "heldout_bases": heldout_bases},
+         "heldout_bases": heldout_bases, "view_prior": prior_record(config.prior)},
     )  # fmt: skip
     run.write_json("meta.json", environment_metadata("cpu", config.seed))
-    run.log(f"semantic train {config.arch}: {len(instances)} instances of {len(classes)} classes")
-    val_set = _ValidationSet(val, config.val_views, render, config.seed + 2)
-    heldout_set = _ValidationSet(heldout, config.val_views, render, config.seed + 3)
+    run.log(
+        f"semantic train {config.arch}: {len(instances)} instances of {len(classes)} classes, "
+        f"{config.prior} viewpoints"
+    )
+    val_set = _ValidationSet(val, config.val_views, render, config.seed + 2, config.prior)
+    heldout_set = _ValidationSet(heldout, config.val_views, render, config.seed + 3, config.prior)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(1, config.images_per_epoch // config.batch_size)
@@ -246,16 +227,13 @@ def train_classifier(
         model.train()
         for _ in range(steps_per_epoch):
             index = torch.randint(len(instances), (config.batch_size,), generator=generator)
+            angles = sample_viewpoints(len(index), generator, config.prior)
             with torch.no_grad():
-                images = render_instances(instances, index, random_viewpoints(len(index), generator), render)
-            logits = model(images)
-            loss = functional.cross_entropy(logits, labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+                images = render_instances(instances, index, angles, render)
+            loss, hits = train_step(model, optimizer, images, labels[index])
             scheduler.step()
-            total_loss += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(1) == labels[index]).sum())
+            total_loss += loss * len(index)
+            correct += hits
             seen += len(index)
         model.eval()
         log = EpochLog(

@@ -6,6 +6,7 @@ Grids follow the reference: 2D azimuth 0–357° step 3 (120 values) × elevatio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,30 @@ import numpy as np
 import torch
 
 from recon.atomic import atomic_path, write_json
-from recon.errors import RunDirError
+from recon.errors import ConfigError, RunDirError
 
 AZIMUTHS_2D = np.arange(0.0, 360.0, 3.0)
 ELEVATIONS_2D = np.arange(-10.0, 90.0, 3.0)
 AZIMUTHS_1D = np.arange(0.0, 360.0, 2.0)
 ELEVATION_1D = 35.0
 MAP_FILES = ("map1d.npy", "map2d.npy", "map.json", "map1d.png", "map2d.png")
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """Settings of ``recon robust semantic map``."""
+
+    shapes: str = "train"
+    """train | heldout | all | comma-separated base meshes (e.g. cow,man)."""
+    elevation: float = ELEVATION_1D
+    """Elevation of the 1D map."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no map can use."""
+        if not self.shapes.strip():
+            raise ConfigError("no shape given")
+        if not (math.isfinite(self.elevation) and -90.0 <= self.elevation <= 90.0):
+            raise ConfigError(f"--elevation must be within -90..90, got {self.elevation}")
 
 
 @dataclass
@@ -71,18 +89,14 @@ def grid_scores(score, azimuths: np.ndarray, elevations: np.ndarray) -> np.ndarr
     return values.numpy().reshape(groups, len(elevations), len(azimuths))
 
 
-def semantic_maps(
-    score,
-    azimuths_1d: np.ndarray = AZIMUTHS_1D,
-    elevation_1d: float = ELEVATION_1D,
-    azimuths_2d: np.ndarray = AZIMUTHS_2D,
-    elevations_2d: np.ndarray = ELEVATIONS_2D,
-) -> list[SemanticMaps]:
-    """The 1D and 2D maps of every shape of ``score`` (one :class:`SemanticMaps` per problem group)."""
-    one = grid_scores(score, azimuths_1d, np.array([elevation_1d]))[:, 0]
-    two = grid_scores(score, azimuths_2d, elevations_2d)
+def semantic_maps(score, config: MapConfig = MapConfig()) -> list[SemanticMaps]:
+    """The 1D (at ``config.elevation``) and 2D maps of every shape of ``score`` (one :class:`SemanticMaps` per
+    problem group)."""
+    config.validate()
+    one = grid_scores(score, AZIMUTHS_1D, np.array([config.elevation]))[:, 0]
+    two = grid_scores(score, AZIMUTHS_2D, ELEVATIONS_2D)
     return [
-        SemanticMaps(azimuths_1d, float(elevation_1d), one[p], azimuths_2d, elevations_2d, two[p])
+        SemanticMaps(AZIMUTHS_1D, float(config.elevation), one[p], AZIMUTHS_2D, ELEVATIONS_2D, two[p])
         for p in range(len(two))
     ]
 

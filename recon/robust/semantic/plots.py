@@ -55,8 +55,10 @@ def plot_map_2d(
     title: str = "",
     boxes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     initial: np.ndarray | None = None,
+    verified: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
-    """The 2D map as an image; ``boxes`` maps a method to (lower, upper) arrays of shape (K, 2)."""
+    """The 2D map as an image; ``boxes`` (solid) and ``verified`` (dashed) map a method to (lower, upper)
+    arrays of shape (K, 2)."""
     from matplotlib.patches import Rectangle
 
     plt = _pyplot()
@@ -71,20 +73,15 @@ def plot_map_2d(
         maps.map_2d, origin="lower", extent=extent, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0
     )
     figure.colorbar(image, ax=axis, label="p(true class)")
-    for method, (lower, upper) in (boxes or {}).items():
-        color = METHOD_COLORS.get(method, "white")
-        for k, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
-            axis.add_patch(
-                Rectangle(
-                    lo,
-                    hi[0] - lo[0],
-                    hi[1] - lo[1],
-                    fill=False,
-                    ec=color,
-                    lw=1.5,
-                    label=method if k == 0 else None,
+    drawn = [(boxes or {}, "-", ""), (verified or {}, "--", " verified")]
+    for sets, style, suffix in drawn:
+        for method, (lower, upper) in sets.items():
+            color = METHOD_COLORS.get(method, "white")
+            for k, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
+                axis.add_patch(
+                    Rectangle(lo, hi[0] - lo[0], hi[1] - lo[1], fill=False, ec=color, lw=1.5, ls=style,
+                              label=method + suffix if k == 0 else None)
                 )  # fmt: skip
-            )
     if initial is not None:
         axis.plot(initial[:, 0], initial[:, 1], "w+", ms=8, mew=2)
     axis.set_xlim(0, 360)

@@ -24,6 +24,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 IMAGE_MODES = ("shaded", "silhouette", "depth")
+TAPS_PER_PASS = 1_000_000
+"""Views are splatted in passes of at most this many (sample, pixel) taps: beyond a few MB per intermediate
+tensor they leave the CPU cache (192 views × 1,500 samples × 9 taps in one pass took 1.5× longer per view
+than 24–96 views)."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +113,31 @@ def render_views(
     batch = angles.shape[0]
     if points.dim() == 2:
         points, normals = points.expand(batch, -1, -1), normals.expand(batch, -1, -1)
-    rotation = camera_rotation(angles.to(points.dtype))
-    cam = points @ rotation.transpose(1, 2)
+    reach = math.ceil(1.5 * config.splat_px - 0.5)
+    per_pass = max(1, TAPS_PER_PASS // (points.shape[1] * (2 * reach + 1) ** 2))
+    if batch > per_pass:
+        parts = zip(points.split(per_pass), normals.split(per_pass), angles.split(per_pass), strict=True)
+        return torch.cat([render_views(p, n, a, config) for p, n, a in parts])
+    angles = angles.to(points.dtype)
+    cam = points @ camera_rotation(angles).transpose(1, 2)
     depth = cam[..., 2] + config.distance
     focal = 1.0 / math.tan(math.radians(config.half_fov_deg))
     size = config.size
     col = (cam[..., 0] / depth * focal + 1.0) * (0.5 * size) - 0.5
     row = (1.0 - cam[..., 1] / depth * focal) * (0.5 * size) - 0.5
-    value = _point_values(cam, normals @ rotation.transpose(1, 2), depth, config)
+    value = _point_values(points, normals, eye_positions(angles, config.distance), depth, config)
     return _splat(col, row, depth, value, batch, config)
 
 
-def _point_values(cam: torch.Tensor, normals_cam: torch.Tensor, depth: torch.Tensor, config: RenderConfig):
-    """(B, N) intensity each sample carries: Lambert shading, nearness, or 1 (silhouette)."""
+def _point_values(points, normals, eye: torch.Tensor, depth: torch.Tensor, config: RenderConfig):
+    """(B, N) intensity each sample carries: Lambert shading, nearness, or 1 (silhouette).
+
+    Shading is computed in world coordinates: a rotation keeps the angle between a normal and the ray from
+    the (B, 3) eye, so the normals need not be rotated.
+    """
     if config.mode == "shaded":
-        view = cam + torch.tensor([0.0, 0.0, config.distance], dtype=cam.dtype)
-        cosine = (normals_cam * view).sum(-1).abs() / (view.norm(dim=-1) * normals_cam.norm(dim=-1) + 1e-9)
+        ray = points - eye[:, None, :]
+        cosine = (normals * ray).sum(-1).abs() / (ray.norm(dim=-1) * normals.norm(dim=-1) + 1e-9)
         return config.ambient + (1.0 - config.ambient) * cosine
     if config.mode == "depth":
         return ((config.distance + 1.0 - depth) / 2.0).clamp(0.0, 1.0)
@@ -136,21 +149,32 @@ def _splat(col, row, depth, value, batch: int, config: RenderConfig) -> torch.Te
     size, scale = config.size, config.splat_px
     reach = math.ceil(1.5 * scale - 0.5)
     offsets = torch.arange(-reach, reach + 1, dtype=col.dtype)  # every pixel the kernel's support touches
-    pix_c = torch.floor(col + 0.5).detach()[..., None] + offsets  # (B, N, K)
-    pix_r = torch.floor(row + 0.5).detach()[..., None] + offsets
-    w_c = quadratic_bspline((col[..., None] - pix_c) / scale) / scale
-    w_r = quadratic_bspline((row[..., None] - pix_r) / scale) / scale
-    w_c = w_c * ((pix_c >= 0) & (pix_c < size))
-    w_r = w_r * ((pix_r >= 0) & (pix_r < size))
-    weight = w_r[..., :, None] * w_c[..., None, :]  # (B, N, K, K)
-    flat = (pix_r[..., :, None] * size + pix_c[..., None, :]).clamp(0, size * size - 1).long()
-    flat = flat + torch.arange(batch)[:, None, None, None] * (size * size)
+    # nearest pixels, clamped so that samples far off the image (all their taps weigh 0) index the padding
+    centre_c = torch.floor(col + 0.5).detach().clamp(-reach - 1, size + reach)
+    centre_r = torch.floor(row + 0.5).detach().clamp(-reach - 1, size + reach)
+    pix_c = centre_c[..., None] + offsets  # (B, N, K)
+    pix_r = centre_r[..., None] + offsets
+    w_c = quadratic_bspline((col[..., None] - pix_c) / scale) / scale * ((pix_c >= 0) & (pix_c < size))
+    w_r = quadratic_bspline((row[..., None] - pix_r) / scale) / scale * ((pix_r >= 0) & (pix_r < size))
+    weight = (w_r[..., :, None] * w_c[..., None, :]).flatten(2)  # (B, N, K²)
+    # Taps off the image weigh 0, so they may land on a neighbouring row or view, or in the padding at the
+    # ends of the flat (B·S·S) canvas; indices come from integers, not from the float pixel coordinates.
+    pad, pixels = (2 * reach + 1) * (size + 1), size * size
+    step = offsets.long()
+    centre = centre_r.long() * size + centre_c.long() + pad + torch.arange(batch)[:, None] * pixels
+    flat = (centre[..., None] + (step[:, None] * size + step[None, :]).reshape(-1)).reshape(-1)
+
+    def accumulate(taps: torch.Tensor) -> torch.Tensor:
+        canvas = depth.new_zeros(batch * pixels + 2 * pad).index_add(0, flat, taps.reshape(-1))
+        return canvas[pad : pad + batch * pixels]
+
     # A per-view (not per-pixel) depth shift keeps exp() in range: the object spans < 2 units of depth, so
     # with τ ≥ 0.04 the farthest sample still weighs > 1e-22 and never underflows in float32.
     nearness = torch.exp(-(depth - depth.amin(dim=1, keepdim=True).detach()) / config.tau)
-    per_point = torch.stack([torch.ones_like(depth), nearness * value, nearness], dim=-1)  # (B, N, 3)
-    taps = weight[..., None] * per_point[:, :, None, None, :]
-    sums = depth.new_zeros(batch * size * size, 3).index_add(0, flat.reshape(-1), taps.reshape(-1, 3))
-    alpha = 1.0 - torch.exp(-config.coverage_gain * sums[:, 0])
-    image = alpha * sums[:, 1] / (sums[:, 2] + 1e-30)
+    # one flat index_add per channel: much faster than one over (B·N·K², 3) rows
+    coverage = accumulate(weight)
+    shade = accumulate(weight * (nearness * value)[..., None])
+    total = accumulate(weight * nearness[..., None])
+    alpha = 1.0 - torch.exp(-config.coverage_gain * coverage)
+    image = alpha * shade / (total + 1e-30)
     return image.reshape(batch, 1, size, size)

@@ -8,15 +8,15 @@ it is azimuth 0–360° at a fixed elevation (360°).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from recon.errors import InputError
-from recon.robust.semantic.classifier import DOMAIN_LOWER, DOMAIN_UPPER, LoadedClassifier, ViewScore
-from recon.robust.semantic.maps import SemanticMaps
+from recon.errors import ConfigError, InputError
+from recon.robust.semantic.classifier import LoadedClassifier, ViewScore
 from recon.robust.semantic.regions import (
     INITIAL_POINTS,
     METHODS,
@@ -24,9 +24,10 @@ from recon.robust.semantic.regions import (
     RegionResult,
     box_iou,
     domain_volume,
-    find_regions,
+    find_all_regions,
 )
 from recon.robust.semantic.shapes import ShapeInstance, class_of, make_instance, split_bases
+from recon.robust.semantic.views import DOMAIN_LOWER, DOMAIN_UPPER
 
 
 def evaluation_shapes(selection: str, classes: list[str], points: int, seed: int) -> list[ShapeInstance]:
@@ -46,6 +47,51 @@ def evaluation_shapes(selection: str, classes: list[str], points: int, seed: int
     return [make_instance(name, label, 0, points, seed, None) for name, label in chosen]
 
 
+@dataclass(frozen=True)
+class RegionSearchConfig:
+    """Settings of ``recon robust semantic regions`` and ``srvr``: where the region finders start, which run,
+    in which space, and the finders' own settings."""
+
+    shapes: str = "train"
+    """train | heldout | all | comma-separated base meshes (e.g. cow,man)."""
+    initial: tuple[tuple[float, ...], ...] = INITIAL_POINTS
+    """Initial AZ,EL (repeatable); default the reference's four."""
+    methods: tuple[str, ...] = METHODS
+    """naive,oir_b,oir_w or all."""
+    dims: int = 2
+    """1: azimuth only."""
+    elevation: float = 35.0
+    """Elevation when --dims 1."""
+    finder: RegionConfig = field(default_factory=RegionConfig)
+    """Steps and weights of the region finders."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings no search can use."""
+        if not self.shapes.strip():
+            raise ConfigError("no shape given")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} or all")
+        if not self.methods:
+            raise ConfigError("no method given")
+        if not self.initial:
+            raise ConfigError("no initial point given")
+        for point in self.initial:
+            text = ",".join(f"{v:g}" for v in point)
+            if len(point) != 2:
+                raise ConfigError(f"--init expects AZ,EL in degrees, got {text!r}")
+            if not (
+                DOMAIN_LOWER[0] <= point[0] <= DOMAIN_UPPER[0]
+                and DOMAIN_LOWER[1] <= point[1] <= DOMAIN_UPPER[1]
+            ):
+                raise ConfigError(f"--init {text} is outside azimuth 0–360, elevation −10–90")
+        if self.dims not in (1, 2):
+            raise ConfigError(f"--dims must be 1 or 2, got {self.dims}")
+        if not (math.isfinite(self.elevation) and -90.0 <= self.elevation <= 90.0):
+            raise ConfigError(f"--elevation must be within -90..90, got {self.elevation}")
+        self.finder.validate()
+
+
 @dataclass
 class RegionRun:
     """Regions of every (shape, initial point) problem, for each method.
@@ -58,7 +104,8 @@ class RegionRun:
     dims : int
         2: (azimuth, elevation); 1: azimuth at ``elevation``.
     results : dict method → RegionResult
-    seconds : dict method → float
+    seconds : float
+        Wall time of all finders (run in lockstep) and their checks.
     """
 
     shapes: list[str]
@@ -66,7 +113,7 @@ class RegionRun:
     dims: int
     elevation: float
     results: dict[str, RegionResult] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def domain(self) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +121,12 @@ class RegionRun:
         return (lower[:1], upper[:1]) if self.dims == 1 else (lower, upper)
 
     def ratios(self, method: str) -> np.ndarray:
-        """(P,) region volume / semantic-space volume."""
+        """(P,) found region volume / semantic-space volume."""
         return self.results[method].volumes() / domain_volume(*self.domain)
+
+    def verified_ratios(self, method: str) -> np.ndarray:
+        """(P,) verified region volume (the found box, shrunk until its grid check passes) / space volume."""
+        return self.results[method].check.volumes() / domain_volume(*self.domain)
 
 
 def _scores_in(dims: int, elevation: float, score: ViewScore):
@@ -99,42 +150,39 @@ def _scores_in(dims: int, elevation: float, score: ViewScore):
 def find_shape_regions(
     classifier: LoadedClassifier,
     shapes: list[ShapeInstance],
-    *,
-    methods: tuple[str, ...] = METHODS,
-    initial: np.ndarray | None = None,
-    config: RegionConfig = RegionConfig(),
-    dims: int = 2,
-    elevation: float = 35.0,
+    config: RegionSearchConfig = RegionSearchConfig(),
 ) -> RegionRun:
-    """Run every region finder from every initial point on every shape, all problems batched together."""
-    if dims not in (1, 2):
-        raise InputError(f"--dims must be 1 or 2, got {dims}")
-    initial = np.asarray(INITIAL_POINTS if initial is None else initial, dtype=float)
-    if initial.ndim != 2 or initial.shape[1] != 2:
-        raise InputError("initial points must be (azimuth, elevation) pairs")
-    initial = initial[:, :dims]
+    """Run every region finder from every initial point on every shape, all problems and finders batched
+    together, and check the found boxes."""
+    config.validate()
+    dims, elevation = config.dims, config.elevation
+    initial = np.asarray(config.initial, dtype=float)[:, :dims]
     repeated = [s for s in shapes for _ in range(len(initial))]
     score = ViewScore(classifier, repeated)
     value, value_grad = _scores_in(dims, elevation, score)
     run = RegionRun(shapes=[s.name for s in shapes], initial=initial, dims=dims, elevation=elevation)
     theta0 = torch.from_numpy(np.tile(initial, (len(shapes), 1)))
     lower, upper = run.domain
-    for method in methods:
-        tic = time.perf_counter()
-        run.results[method] = find_regions(method, theta0, lower, upper, value, value_grad, config)
-        run.seconds[method] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    run.results = find_all_regions(config.methods, theta0, lower, upper, value, value_grad, config.finder)
+    run.seconds = time.perf_counter() - tic
     return run
 
 
 def srvr_row(run: RegionRun) -> dict:
-    """Mean and median volume ratio per method, and the mean pairwise IoU of the methods' boxes."""
-    row = {}
-    for method in run.results:
-        ratios = run.ratios(method)
+    """Per method: mean and median volume ratio of the found and of the verified boxes, the share of found
+    boxes that pass the grid check and the mean share of their grid views below the threshold; the mean
+    pairwise IoU of the methods' found boxes; the finders' wall time."""
+    row: dict = {"seconds": run.seconds}
+    for method, result in run.results.items():
+        ratios, verified = run.ratios(method), run.verified_ratios(method)
         row[method] = {
             "srvr": float(ratios.mean()),
             "median": float(np.median(ratios)),
-            "seconds": run.seconds[method],
+            "verified_srvr": float(verified.mean()),
+            "verified_median": float(np.median(verified)),
+            "passed": float(result.check.passed.mean()),
+            "low_share": float(result.check.low_share.mean()),
         }
     methods = list(run.results)
     row["iou"] = {
@@ -149,44 +197,40 @@ def srvr_row(run: RegionRun) -> dict:
     return row
 
 
-def low_score_share(maps: SemanticMaps, lower: np.ndarray, upper: np.ndarray) -> float | None:
-    """Share of the 2D map's grid views inside the box [lower, upper] ((2,) each) where f < 0.5.
-
-    The finders only evaluate f at box corners, so a box can span a valley of low scores; this measures how
-    much of a found "robust" box is not robust on the map. None when no grid view falls inside the box.
-    """
-    az, el = maps.azimuths_2d, maps.elevations_2d
-    inside = maps.map_2d[np.ix_((el >= lower[1]) & (el <= upper[1]), (az >= lower[0]) & (az <= upper[0]))]
-    return float((inside < 0.5).mean()) if inside.size else None
-
-
 def srvr_table(rows: list[dict], methods: tuple[str, ...] = METHODS) -> str:
-    """A Markdown table: one row per classifier, SRVR (mean, median) per method, accuracy and map score.
+    """A Markdown table: one row per classifier; per method SRVR of the found boxes (mean (median) [share of
+    their grid views below the check threshold]) and of the verified boxes (mean (median) [share of found
+    boxes that passed the check]).
 
-    Each row dict holds 'name', 'arch', 'heldout_acc', 'val_acc', 'map_mean', 'map_ge_half' and the
-    :func:`srvr_row` entries, optionally with a 'low_share' per method (mean :func:`low_score_share`).
+    Each row dict holds 'name', 'arch', 'prior', 'heldout_acc', 'val_acc', 'map_mean', 'map_ge_half' and the
+    :func:`srvr_row` entries.
     """
-    head = ["classifier", "val acc", "held-out acc", "map mean f", "map f≥0.5"]
-    head += [f"SRVR {m} mean (median) [f<0.5 in box]" for m in methods]
+    head = ["classifier (arch, views)", "val acc", "held-out acc", "map mean f", "map f≥0.5"]
+    for m in methods:
+        head += [f"SRVR {m} found [views < t]", f"SRVR {m} verified [boxes passing]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [
-            f"{row['name']} ({row['arch']})",
+            f"{row['name']} ({row['arch']}, {row['prior']})",
             _pct(row.get("val_acc")),
             _pct(row.get("heldout_acc")),
             f"{row['map_mean']:.3f}" if row.get("map_mean") is not None else "–",
             _pct(row.get("map_ge_half")),
         ]
-        cells += [_srvr_cell(row.get(m)) for m in methods]
+        for m in methods:
+            entry = row.get(m)
+            if entry is None:
+                cells += ["–", "–"]
+                continue
+            cells.append(
+                f"{100 * entry['srvr']:.2f}% ({100 * entry['median']:.2f}%) [{_pct(entry['low_share'])}]"
+            )
+            cells.append(
+                f"{100 * entry['verified_srvr']:.2f}% ({100 * entry['verified_median']:.2f}%) "
+                f"[{_pct(entry['passed'])}]"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _srvr_cell(entry: dict | None) -> str:
-    if entry is None:
-        return "–"
-    low = f" [{_pct(entry['low_share'])}]" if "low_share" in entry else ""
-    return f"{100 * entry['srvr']:.2f}% ({100 * entry['median']:.2f}%){low}"
 
 
 def _pct(value) -> str:
