@@ -210,11 +210,18 @@ class MeshConfig:
     """Drop all but the largest connected component of the mesh."""
     trim: bool = True
     """Also write mesh_trimmed.ply: the mesh without the surface no scan point supports (recon.core.trim)."""
+    refine_neighbors: int = 0
+    """Move the mesh's vertices near the scan onto the local plane of this many nearest scan points
+    (recon.core.refine; 0 = off, the reference). Caps over holes and unseen sides stay as fitted."""
 
     def validate(self) -> None:
         _check(
             [
                 (16 <= self.resolution <= 2048, "resolution must be in [16, 2048]"),
+                (
+                    self.refine_neighbors == 0 or self.refine_neighbors >= 4,
+                    "refine_neighbors must be 0 (off) or at least 4",
+                ),
                 (
                     self.extract_bound > 1.0,
                     "extract_bound must exceed the unit cube the scan is normalized into",
@@ -427,6 +434,7 @@ def fast_preset() -> FitConfig:
         lr=3e-3,
         lr_schedule="cosine",
         resolution=256,
+        refine_neighbors=16,
         log_every=25,
         checkpoint_every=200,
     )

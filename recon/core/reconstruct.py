@@ -309,8 +309,16 @@ def working_mesh(fitter: LevelSetFitter, resolution: int) -> tuple[np.ndarray, n
         raise InputError("the fitted level set has no surface inside the meshing box (the fit diverged)")
     if cfg.mesh.keep_largest_component:
         vertices, faces = keep_largest_component(vertices, faces)
+    refined = None
+    if cfg.mesh.refine_neighbors:
+        from recon.core.refine import refine_to_scan
+
+        points = fitter.points.detach().cpu().numpy()
+        vertices, refined = refine_to_scan(vertices, faces, points, cfg.mesh.refine_neighbors)
     report = mesh_report(vertices, faces)
     report["resolution"] = resolution
+    if refined is not None:
+        report["refined"] = refined
     report["seconds"] = round(time.perf_counter() - start, 3)
     return vertices, faces, report
 
