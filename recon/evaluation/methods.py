@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from recon.atomic import atomic_path, read_json, write_json
+from recon.atomic import atomic_path, read_json_object_or_empty, write_json
 from recon.errors import InputError, ReconError, RunDirError
 from recon.evaluation.claims import (
     check_inside_bench,
@@ -154,7 +154,7 @@ def _has_mesh(task: Task, run: RunFolder) -> bool:
 
 def _recorded_seconds(run: RunFolder) -> float:
     """The fit's wall time in seconds, as its meta.json records it (0 when unreadable)."""
-    return float(_read_json_or_empty(run.path / "meta.json").get("seconds", 0.0))
+    return float(read_json_object_or_empty(run.path / "meta.json").get("seconds", 0.0))
 
 
 def _fit_levelset(task: Task, run: RunFolder) -> None:
@@ -321,8 +321,8 @@ def _derive_trimmed(task: Task, run: RunFolder) -> None:
             f"{source} has no mesh_trimmed.ply (a fit from before trimming?); refit it with "
             f"`recon batch ... --methods {DERIVED[task.method]} --force`"
         )
-    source_meta = _read_json_or_empty(source / "meta.json")
-    fit_seconds = _read_json_or_empty(source / "eval.json").get("seconds", {}).get("fit", 0.0)
+    source_meta = read_json_object_or_empty(source / "meta.json")
+    fit_seconds = read_json_object_or_empty(source / "eval.json").get("seconds", {}).get("fit", 0.0)
     derived_from = {"method": DERIVED[task.method], "run_dir": str(source), "mesh": trimmed.name}
     run = RunFolder.create(run.path, force=True)
     run.write_json("config.json", {"method": task.method, "scan": task.scan, "derived_from": derived_from})
@@ -351,14 +351,6 @@ def _finished_source(task: Task) -> Path:
             f"{task.method} needs the {method} run of scan {task.scan_id}, which failed: {reason}"
         )
     return Path(source.run_dir)
-
-
-def _read_json_or_empty(path: Path) -> dict:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _atlasnet(task: Task, cloud) -> tuple[dict, Callable[[], tuple]]:

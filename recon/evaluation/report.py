@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.atomic import read_json, write_json, write_text
+from recon.atomic import read_json_object_or_empty, write_json, write_text
 from recon.errors import InputError
 from recon.evaluation.claims import task_status
 from recon.evaluation.plan import METHODS
@@ -121,7 +121,7 @@ def collect_runs(bench_dir: str | os.PathLike) -> list[RunRecord]:
 
 def _record(run_dir: Path) -> RunRecord:
     scan_id, method = run_dir.parent.name, run_dir.name
-    task = read_json_or_empty(run_dir / "task.json")
+    task = read_json_object_or_empty(run_dir / "task.json")
     variant = str(task.get("variant") or "")
     status = task_status(run_dir)
     if status == "failed":
@@ -129,7 +129,7 @@ def _record(run_dir: Path) -> RunRecord:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error=error)
     if status == "pending":
         return RunRecord(scan_id, method, variant, "pending", run_dir)
-    evaluation = read_json_or_empty(run_dir / "eval.json")
+    evaluation = read_json_object_or_empty(run_dir / "eval.json")
     if not evaluation:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error="eval.json is unreadable")
     variant = str(evaluation.get("variant") or variant)
@@ -163,19 +163,10 @@ def surface_check(run_dir: Path) -> tuple[bool | None, list[str]]:
 
     None when the run has no such check (baselines, fits from before the check).
     """
-    check = read_json_or_empty(run_dir / "meta.json").get("surface_check")
+    check = read_json_object_or_empty(run_dir / "meta.json").get("surface_check")
     if not isinstance(check, dict) or not isinstance(check.get("suspect"), bool):
         return None, []
     return check["suspect"], [str(reason) for reason in check.get("reasons") or []]
-
-
-def read_json_or_empty(path: Path) -> dict:
-    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def flat_metrics(evaluation: dict) -> dict[str, float]:
@@ -437,7 +428,7 @@ def _summary_json(bench: Path, summary: dict, records: list[RunRecord]) -> dict:
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "aggregation": "mean and sample standard deviation (n - 1) over the scans a method finished",
         "units": "*_x1000: x1000 of the GT bounding-box diagonal (chamfer_l2_x1000: /diagonal^2 x 1000^2)",
-        "batch": read_json_or_empty(bench / "batch.json").get("settings"),
+        "batch": read_json_object_or_empty(bench / "batch.json").get("settings"),
         "definitions": definitions,
         "variants": summary,
         "failed": [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.atomic import atomic_path
+from recon.atomic import atomic_path, read_json_object_or_empty
 from recon.evaluation.plan import METHODS
 from recon.evaluation.report import (
     ALL,
@@ -26,7 +26,6 @@ from recon.evaluation.report import (
     mean_std_text,
     meshes_text,
     method_rank,
-    read_json_or_empty,
 )
 
 CHAMFERS = (("chamfer_l1_x1000", "Chamfer L1"), ("chamfer_l2_x1000", "Chamfer L2"))
@@ -131,7 +130,7 @@ def _summary_tables(summary: dict) -> str:
 
 
 def _settings_html(bench: Path) -> str:
-    settings = read_json_or_empty(bench / "batch.json").get("settings")
+    settings = read_json_object_or_empty(bench / "batch.json").get("settings")
     if not settings:
         return ""
     items = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in settings.items())
@@ -276,7 +275,7 @@ def _thumb_cell(png: bytes | None, caption: str) -> str:
 def _gt_path(records: list[RunRecord], scan_id: str) -> Path | None:
     for record in records:
         if record.scan_id == scan_id:
-            gt = read_json_or_empty(record.run_dir / "task.json").get("gt")
+            gt = read_json_object_or_empty(record.run_dir / "task.json").get("gt")
             if gt:
                 return Path(gt)
     return None
