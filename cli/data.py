@@ -63,7 +63,10 @@ def fetch_cmd(names: tuple[str, ...], fetch_all: bool) -> None:
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
 @click.option(
-    "--variants", default="clean,noisy,partial", show_default=True, help="Scanner presets, comma-separated."
+    "--variants",
+    default="clean,noisy,partial",
+    show_default=True,
+    help="Scanner presets, comma-separated (clean, noisy, partial, handheld).",
 )
 @click.option("--meshes", default=None, help="Meshes, comma-separated (default: the default benchmark set).")
 @click.option(
@@ -104,7 +107,9 @@ def build_bench_cmd(out_dir, variants, meshes, seed, n_points, nonormals, force,
 @data.command("scan", short_help="Virtual-scan one mesh file.")
 @click.argument("mesh", type=click.Path())
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .ply.")
-@click.option("--preset", default="clean", show_default=True, help="Scanner preset: clean, noisy or partial.")
+@click.option(
+    "--preset", default="clean", show_default=True, help="Scanner preset: clean, noisy, partial or handheld."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--n-points", default=100_000, show_default=True, type=click.IntRange(min=1))
 @click.option(

@@ -132,11 +132,26 @@ PRESETS: dict[str, ScannerConfig] = {
         outlier_fraction=0.002,
         normal_noise_deg=3.0,
     ),
+    # A second scanner, so that nothing is tuned to the three above: four hand-held views from low
+    # elevations, depth noise that does not grow with depth, fewer and larger dropouts, some outliers.
+    "handheld": ScannerConfig(
+        n_views=4,
+        fov_deg=50.0,
+        elevation_deg=(0.0, 25.0),
+        azimuth_deg=(20.0, 380.0),
+        noise_a=6e-4,
+        noise_b=0.0,
+        incidence_falloff=1.5,
+        hole_fraction=0.08,
+        hole_cells=6,
+        outlier_fraction=0.005,
+        normal_noise_deg=5.0,
+    ),
 }
 
 
 def scanner_preset(name: str, **overrides) -> ScannerConfig:
-    """The preset ``name`` ('clean', 'noisy', 'partial') with some fields replaced."""
+    """The preset ``name`` ('clean', 'noisy', 'partial', 'handheld') with some fields replaced."""
     if name not in PRESETS:
         raise ReconError(f"unknown scanner preset {name!r}; choose from {', '.join(PRESETS)}")
     return dataclasses.replace(PRESETS[name], **overrides)

@@ -179,6 +179,17 @@ def test_partial_preset_never_sees_the_back():
     assert (inliers[:, 2] > 0.9).sum() > 0
 
 
+def test_handheld_preset_sees_all_around_from_low_with_depth_independent_noise():
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    config = scanner_preset("handheld", n_points=20_000, outlier_fraction=0.0, hole_fraction=0.0)
+    scan = scan_mesh(sphere, config)
+    assert len(scan.eyes) == 4
+    elevation = np.degrees(np.arcsin(scan.eyes[:, 1] / np.linalg.norm(scan.eyes, axis=1)))
+    assert elevation.min() >= -1e-6 and elevation.max() <= 25.0 + 1e-6
+    assert (scan.points[:, 1] < -0.9).sum() == 0  # the underside stays unseen
+    assert depth_sigma(0.5, config, 1.0) == pytest.approx(depth_sigma(2.0, config, 1.0))
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ReconError, match="n_views"):
         ScannerConfig(n_views=0)
