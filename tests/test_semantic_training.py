@@ -67,6 +67,11 @@ def test_runs_without_a_recorded_prior_load_as_uniform():
     assert SemanticTrainConfig.from_dict(SemanticTrainConfig().to_dict()).prior == "canonical"
 
 
+def test_runs_of_the_renamed_wide_cnn_load_as_vgg():
+    stored = SemanticTrainConfig(arch="vgg").to_dict() | {"arch": "wide-cnn"}
+    assert SemanticTrainConfig.from_dict(stored).arch == "vgg"
+
+
 def _normal_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 

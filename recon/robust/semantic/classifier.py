@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from recon.errors import InputError, RunDirError
-from recon.robust.semantic.networks import ARCHITECTURES, build_model
+from recon.robust.semantic.networks import ARCHITECTURES, RENAMED, build_model
 from recon.robust.semantic.render import IMAGE_MODES, RenderConfig, render_views
 from recon.robust.semantic.shapes import (
     AugmentConfig,
@@ -104,6 +104,8 @@ class SemanticTrainConfig:
         names = {f.name for f in fields(cls)}
         kept = {k: v for k, v in d.items() if k in names}
         kept.setdefault("prior", "uniform")  # runs written before the prior existed drew uniform views
+        if "arch" in kept:
+            kept["arch"] = RENAMED.get(kept["arch"], kept["arch"])
         if isinstance(kept.get("augment"), dict):
             aug = kept["augment"]
             kept["augment"] = AugmentConfig(
@@ -283,7 +285,7 @@ def load_classifier(run_dir: str | Path) -> LoadedClassifier:
         raise RunDirError(f"{run.path} has not finished training (no DONE)")
     model_spec = spec["model"]
     model = build_model(
-        model_spec["arch"],
+        RENAMED.get(model_spec["arch"], model_spec["arch"]),
         model_spec["size"],
         len(model_spec["classes"]),
         model_spec["mean"],

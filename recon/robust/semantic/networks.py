@@ -29,6 +29,8 @@ from recon.errors import InputError
 from recon.robust.models import Normalize
 
 ARCHITECTURES = ("mlp", "cnn", "vgg", "resnet", "inception", "alexnet")
+RENAMED = {"wide-cnn": "vgg"}
+"""Names earlier run folders use for an architecture of the same layers."""
 
 
 def _conv_bn(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
