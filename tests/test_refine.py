@@ -7,7 +7,7 @@ from conftest import sphere_points
 
 from recon.core.extract import extract_mesh
 from recon.core.mesh_ops import mesh_report
-from recon.core.refine import refine_to_scan, vertex_normals
+from recon.core.refine import _without_folds, refine_to_scan, vertex_normals
 
 
 def _sphere_mesh(radius: float, resolution: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +32,27 @@ def test_a_sphere_fitted_too_large_lands_on_its_scan():
     assert after.mean() < 0.1 * before.mean()
     assert report["moved_share"] > 0.99
     assert mesh_report(refined, faces)["watertight"]
+
+
+def test_a_move_that_would_turn_triangles_over_is_undone():
+    """A flat fan whose centre would be pushed sideways past its rim: the corners of the triangles it would
+    turn over stay, the rest of the rim moves."""
+    ring = [(np.cos(a), np.sin(a), 0.0) for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    vertices = np.array([(0.0, 0.0, 0.0), *ring])
+    faces = np.array([(0, 1 + i, 1 + (i + 1) % 6) for i in range(6)])
+    normals = np.tile([0.0, 0.0, 1.0], (7, 1))
+    normals[0] = (1.0, 0.0, 0.0)  # a badly tilted normal: its move crosses the rim
+    move = np.array([2.0] + [0.01] * 6)
+    refined, kept = _without_folds(vertices, faces, normals, move)
+
+    def face_normals(v):
+        return np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+
+    assert (np.einsum("ij,ij->i", face_normals(vertices), face_normals(refined)) > 0).all()
+    np.testing.assert_array_equal(refined[0], vertices[0])
+    moved = np.linalg.norm(refined - vertices, axis=1) > 0
+    assert 1 <= kept < 7 and moved.sum() == 7 - kept
+    np.testing.assert_allclose(refined[moved], vertices[moved] + 0.01 * normals[moved])
 
 
 def test_a_cap_over_a_hole_stays_where_it_was():

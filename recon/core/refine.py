@@ -9,7 +9,8 @@ network put them, with a linear fade in between so no step appears at the edge o
 
 Neighbours come only from the vertex's own side of a thin part: a scan point counts for a vertex when the
 mesh normal at that point (its nearest vertex's) agrees with the vertex's normal, so the two walls of a thin
-plate are not pulled onto their mid-surface. Topology is unchanged (a watertight mesh stays watertight).
+plate are not pulled onto their mid-surface. Topology is unchanged (a watertight mesh stays watertight), and
+a vertex whose move would turn one of its triangles over stays where it was.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FULL_SUPPORT_SPACINGS = 2.0
 """Vertices within this many point spacings of the scan move fully; the move fades to none at twice it."""
 MAX_MOVE_SPACINGS = 3.0
 """No vertex moves farther than this many point spacings (a larger offset is not a detail but a cap)."""
+FOLD_PASSES = 4
+"""Passes that undo the moves of vertices whose triangles would turn over."""
 MIN_NEIGHBOURS = 4
 """A vertex with fewer same-side neighbours than this stays where it is (no plane to fit)."""
 
@@ -33,7 +36,7 @@ MIN_NEIGHBOURS = 4
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(v, 3) unit area-weighted vertex normals of a (v, 3) / (f, 3) mesh (zero for unused vertices)."""
     v = np.asarray(vertices, dtype=np.float64)
-    face_normals = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    face_normals = _face_normals(v, faces)
     normals = np.zeros_like(v)
     for corner in range(3):
         np.add.at(normals, faces[:, corner], face_normals)
@@ -67,7 +70,7 @@ def refine_to_scan(
             v[active], normals[active], points, point_normals, distances[active], nearest[active], spacing
         )
     move = _ring_average(move, faces, len(v)) * support
-    refined = v + move[:, None] * normals
+    refined, kept_still = _without_folds(v, faces, normals, move)
     moved = np.abs(move[move != 0]) / spacing
     report = {
         "neighbours": k,
@@ -75,8 +78,33 @@ def refine_to_scan(
         "moved_share": float(np.count_nonzero(move) / max(len(v), 1)),
         "median_move_spacings": float(np.median(moved)) if len(moved) else 0.0,
         "p95_move_spacings": float(np.percentile(moved, 95)) if len(moved) else 0.0,
+        "vertices_kept_against_folds": kept_still,
     }
     return refined, report
+
+
+def _without_folds(
+    v: np.ndarray, faces: np.ndarray, normals: np.ndarray, move: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """(v, 3) vertices moved by ``move`` along ``normals``, except the corners of triangles the moves would
+    turn over (their moves are undone, a few times over as undoing one can fold a neighbour), and how many
+    vertices were kept where they were."""
+    before = _face_normals(v, faces)
+    move = move.copy()
+    kept = np.zeros(len(v), dtype=bool)
+    for _ in range(FOLD_PASSES):
+        refined = v + move[:, None] * normals
+        folded = np.einsum("fj,fj->f", _face_normals(refined, faces), before) <= 0
+        corners = np.unique(faces[folded & (np.abs(move[faces]).max(axis=1) > 0)])
+        if not len(corners):
+            break
+        move[corners] = 0.0
+        kept[corners] = True
+    return v + move[:, None] * normals, int(kept.sum())
+
+
+def _face_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    return np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
 
 
 def _plane_offsets(
