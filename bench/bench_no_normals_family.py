@@ -111,6 +111,8 @@ def run(args) -> list[dict]:
         for cell in FAMILY:
             scan_id, added = cell[3], cell[4]
             name = f"{scan_id}{'-noisy' if added else ''}"
+            if args.inputs and name not in args.inputs.split(","):
+                continue
             if mode == "warn" and not args.warn_all:
                 repaired = [
                     r for r in rows if r["input"] == name and r["mode"] == "repair" and r["attempts"] > 1
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--bench", default="/tmp/recon-bench")
     parser.add_argument("--out", default="bench/out/family")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--inputs", default=None, help="comma-separated input names (default: the family)")
     parser.add_argument("--warn-all", action="store_true", help="also fit every input without the repair")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")

@@ -69,6 +69,15 @@ class StartConfig:
     (recon.core.initial_field); ½ is the soap film spanning a hole's rim, lower values bulge it outward. No
     value suits every scan (bench/closure): 0.35 halves the error of round objects seen from one side and
     doubles that of thin ones, so the presets keep ½."""
+    smooth_jump: float = 1.25
+    """With the 'signed-distance' start: when the scan's winding number jumps by more than this across the
+    scan (depth noise thicker than the point spacing inflates the point areas, recon.core.smoothing), the
+    start is computed from the scan projected onto wide local planes; the fit itself still uses the scan.
+    (Noise thicker than 64 neighbours, recon.core.smoothing.UNRESOLVED_NOISE, is smoothed whatever the jump.)"""
+    smooth_jump_estimated: float = 1.4
+    """``smooth_jump`` for scans without normals (estimated ones). Higher: estimated normals turn the two
+    sides of a thin part into one plane once the points are smoothed, which cost more than the closure
+    gained on a noisy airplane (jump 1.27; bench/smooth); the noisy bodies measured 1.53–1.58."""
     anchor_weight: float = 0.0
     """With the 'signed-distance' start: weight of mean|F(q) − s(q)| on start samples q farther than
     ``anchor_distance`` from the scan, s the start's estimate (0 = off, as the reference). Where no scan
@@ -89,6 +98,7 @@ class StartConfig:
                     self.init_steps >= 1 and self.init_samples >= 100,
                     "init_steps >= 1 and init_samples >= 100",
                 ),
+                (self.smooth_jump > 0 and self.smooth_jump_estimated > 0, "smooth_jump(_estimated) > 0"),
                 (
                     self.anchor_weight >= 0 and self.anchor_distance > 0,
                     "anchor_weight >= 0, anchor_distance > 0",

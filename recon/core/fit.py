@@ -100,6 +100,12 @@ class LevelSetFitter:
         self.sampler = LevelSetSampler(self.points, self.nearest, config)
         self.init_error: float | None = None
         """Final mean |F − s| of the signed-distance start (None for the sphere)."""
+        self.start_jump: float | None = None
+        """Median jump of the scan's winding number across it (recon.core.smoothing), when the start ran."""
+        self.start_noise: float | None = None
+        """The scan's unresolved-noise measure (recon.core.smoothing), when the start ran."""
+        self.start_smoothed = False
+        """Whether the start used the scan smoothed against noise thicker than its spacing."""
         if initialize and config.start.init == "signed-distance":
             self._start_from_signed_distance(points)
 
@@ -125,17 +131,31 @@ class LevelSetFitter:
         return -normals if self.start_orientation == "estimated-flipped" else normals
 
     def _start_from_signed_distance(self, points: np.ndarray) -> None:
+        from scipy.spatial import cKDTree
+
         from recon.core.initial_field import (
             InitialFieldConfig,
             distill_signed_distance,
             signed_distance_samples,
         )
+        from recon.core.smoothing import UNRESOLVED_NOISE, smoothed_points, unresolved_noise, winding_jump
 
         start = time.perf_counter()
         cfg = self.config
         points = np.asarray(points, dtype=np.float64)
-        normals = self._start_normals(points)
         tree = self.nearest.tree()
+        normals = self._start_normals(points)
+        cell = float(np.ptp(points, axis=0).max()) / InitialFieldConfig.winding_cells
+        self.start_jump = winding_jump(points, normals, cell)
+        self.start_noise = unresolved_noise(points)
+        jump_limit = (
+            cfg.start.smooth_jump if self.start_orientation == "scan" else cfg.start.smooth_jump_estimated
+        )
+        self.start_smoothed = self.start_jump > jump_limit or self.start_noise > UNRESOLVED_NOISE
+        if self.start_smoothed:
+            points = smoothed_points(points)
+            tree = cKDTree(points)
+            normals = self._start_normals(points)
         field_config = InitialFieldConfig(
             steps=cfg.start.init_steps,
             samples=cfg.start.init_samples,
@@ -262,7 +282,8 @@ class LevelSetFitter:
     # ---------------------------------------------------------------- checkpoints
     REQUIRED_STATE = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
     """Keys every checkpoint of a fit holds; one lacking any is refused. (``anchor`` and
-    ``start_orientation`` came later and are optional, so older checkpoints still resume.)"""
+    ``start_orientation``, ``start_jump``, ``start_noise``, ``start_smoothed`` came later and are optional, so older
+    checkpoints still resume.)"""
 
     def state_dict(self) -> dict:
         return {
@@ -272,6 +293,9 @@ class LevelSetFitter:
             "seconds": self.seconds,
             "torch_rng": torch.get_rng_state(),
             "start_orientation": self.start_orientation,
+            "start_jump": self.start_jump,
+            "start_noise": self.start_noise,
+            "start_smoothed": self.start_smoothed,
         } | self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
@@ -282,3 +306,6 @@ class LevelSetFitter:
         torch.set_rng_state(state["torch_rng"])
         self.sampler.load_state_dict(state)
         self.start_orientation = str(state.get("start_orientation", self.start_orientation))
+        self.start_jump = state.get("start_jump", self.start_jump)
+        self.start_noise = state.get("start_noise", self.start_noise)
+        self.start_smoothed = bool(state.get("start_smoothed", self.start_smoothed))

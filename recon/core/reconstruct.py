@@ -421,7 +421,13 @@ def _checked_mesh(
         run.log(f"the surface failed its check; refitting from the {orientation} start")
         fitter = fitter.restarted(start_orientation=orientation)
         _train(run, fitter, progress)
-    check = check | {"start_orientation": orientation, "attempts": attempts}
+    check = check | {
+        "start_orientation": orientation,
+        "start_jump": fitter.start_jump,
+        "start_noise": fitter.start_noise,
+        "start_smoothed": fitter.start_smoothed,
+        "attempts": attempts,
+    }
     _record_check(run, check)
     if check["suspect"] and cfg.on_suspect != "warn":
         from recon.io import save_mesh
