@@ -136,17 +136,23 @@ class LevelSetFitter:
         from recon.core.initial_field import (
             InitialFieldConfig,
             distill_signed_distance,
+            scan_dipoles,
             signed_distance_samples,
         )
         from recon.core.smoothing import UNRESOLVED_NOISE, smoothed_points, unresolved_noise, winding_jump
 
         start = time.perf_counter()
         cfg = self.config
+        field_config = InitialFieldConfig(
+            steps=cfg.start.init_steps,
+            samples=cfg.start.init_samples,
+            closure_winding=cfg.start.closure_winding,
+        )
         points = np.asarray(points, dtype=np.float64)
         tree = self.nearest.tree()
         normals = self._start_normals(points)
-        cell = float(np.ptp(points, axis=0).max()) / InitialFieldConfig.winding_cells
-        self.start_jump = winding_jump(points, normals, cell)
+        dipoles = scan_dipoles(points, normals, tree, field_config)
+        self.start_jump = winding_jump(dipoles, points, normals)
         self.start_noise = unresolved_noise(points)
         jump_limit = (
             cfg.start.smooth_jump if self.start_orientation == "scan" else cfg.start.smooth_jump_estimated
@@ -156,11 +162,7 @@ class LevelSetFitter:
             points = smoothed_points(points)
             tree = cKDTree(points)
             normals = self._start_normals(points)
-        field_config = InitialFieldConfig(
-            steps=cfg.start.init_steps,
-            samples=cfg.start.init_samples,
-            closure_winding=cfg.start.closure_winding,
-        )
+            dipoles = scan_dipoles(points, normals, tree, field_config)
         queries, targets = signed_distance_samples(
             points,
             np.asarray(normals, dtype=np.float64),
@@ -168,6 +170,7 @@ class LevelSetFitter:
             field_config,
             bound=cfg.sampling.seed_bound,
             seed=cfg.seed,
+            dipoles=dipoles,
         )
         self.init_error = distill_signed_distance(
             self.model, queries, targets, points, field_config, seed=cfg.seed, device=self.device

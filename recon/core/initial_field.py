@@ -55,10 +55,12 @@ def signed_distance_estimate(
     normals: np.ndarray,
     tree: cKDTree,
     config: InitialFieldConfig,
+    dipoles: DipoleTree | None = None,
 ) -> np.ndarray:
     """Estimated signed distance (m,) (negative inside) at (m, 3) queries of an oriented (n, 3) scan.
 
-    Deterministic: no random choice, every scan point takes part.
+    Deterministic: no random choice, every scan point takes part. ``dipoles`` is the scan's
+    :func:`scan_dipoles` when the caller already has it.
     """
     k = min(config.plane_neighbors, len(points))
     distances, nearest = tree.query(queries, k=k, workers=-1)
@@ -67,9 +69,9 @@ def signed_distance_estimate(
     inside = (
         np.einsum("mkj,mkj->mk", queries[:, None, :] - points[nearest], normals[nearest]).mean(axis=1) < 0
     )
-    extent = float(np.ptp(points, axis=0).max())
-    cell = extent / config.winding_cells
-    dipoles = DipoleTree.build(points, normals * point_areas(points, tree=tree)[:, None], cell)
+    if dipoles is None:
+        dipoles = scan_dipoles(points, normals, tree, config)
+    cell = dipoles.cell
     # Tangent planes are trusted only within a cell or two of the scan: beyond a hole's rim they extend
     # the wall outward and would grow a tube; there the (now accurate) winding number decides.
     far = distances[:, 0] >= config.plane_cells * cell
@@ -81,6 +83,14 @@ def signed_distance_estimate(
     winding = dipoles.winding_numbers(queries[far])
     signed[far] = distance[far] * closure_ramp(winding, config.closure_winding)
     return signed
+
+
+def scan_dipoles(
+    points: np.ndarray, normals: np.ndarray, tree: cKDTree, config: InitialFieldConfig
+) -> DipoleTree:
+    """The (n, 3) scan's dipoles (area × outward (n, 3) normal) in cells of 1/``winding_cells`` of its extent."""
+    cell = float(np.ptp(points, axis=0).max()) / config.winding_cells
+    return DipoleTree.build(points, normals * point_areas(points, tree=tree)[:, None], cell)
 
 
 def closure_ramp(winding: np.ndarray, closure: float) -> np.ndarray:
@@ -113,10 +123,11 @@ def signed_distance_samples(
     *,
     bound: float,
     seed: int,
+    dipoles: DipoleTree | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(m, 3) training samples (the seed only places them) and their (m,) signed distance estimates."""
     queries = training_samples(points, config, bound, np.random.default_rng(seed))
-    return queries, signed_distance_estimate(queries, points, normals, tree, config)
+    return queries, signed_distance_estimate(queries, points, normals, tree, config, dipoles)
 
 
 def distill_signed_distance(

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from recon.core.winding import DipoleTree, point_areas
+from recon.core.winding import DipoleTree
 
 JUMP_PROBES = 2_000
 """Scan points (an even stride) at which the jump of the winding number is measured."""
@@ -37,20 +37,17 @@ SMOOTHING_NEIGHBORS = 96
 SMOOTHING_PASSES = 2
 
 
-def winding_jump(points: np.ndarray, normals: np.ndarray, cell: float) -> float:
-    """Median jump of the winding number across an oriented (n, 3) scan with (n, 3) normals.
+def winding_jump(dipoles: DipoleTree, points: np.ndarray, normals: np.ndarray) -> float:
+    """Median jump of the winding number of ``dipoles`` across the oriented (n, 3) scan they stand for.
 
-    w is summed over cells of side ``cell`` (recon.core.winding) and read at an even stride of scan points
-    moved ``JUMP_OFFSET_CELLS`` cells against and along their normals: about 1 for a well-sampled sheet,
-    1.5–2 when depth noise thicker than the spacing inflates the point areas. Deterministic.
+    w is read at an even stride of scan points moved ``JUMP_OFFSET_CELLS`` of the dipoles' cells against and
+    along their (n, 3) normals: about 1 for a well-sampled sheet, 1.5–2 when depth noise thicker than the
+    spacing inflates the point areas. Deterministic.
     """
-    points = np.asarray(points, dtype=np.float64)
-    normals = np.asarray(normals, dtype=np.float64)
     if len(points) < 8:
         return 1.0
-    dipoles = DipoleTree.build(points, normals * point_areas(points)[:, None], cell)
     probes = np.arange(0, len(points), max(1, len(points) // JUMP_PROBES))
-    offset = JUMP_OFFSET_CELLS * cell * normals[probes]
+    offset = JUMP_OFFSET_CELLS * dipoles.cell * np.asarray(normals, dtype=np.float64)[probes]
     inside = dipoles.winding_numbers(points[probes] - offset)
     outside = dipoles.winding_numbers(points[probes] + offset)
     return float(np.median(inside - outside))
