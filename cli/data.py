@@ -68,7 +68,12 @@ def fetch_cmd(names: tuple[str, ...], fetch_all: bool) -> None:
     show_default=True,
     help="Scanner presets, comma-separated (clean, noisy, partial, handheld).",
 )
-@click.option("--meshes", default=None, help="Meshes, comma-separated (default: the default benchmark set).")
+@click.option(
+    "--meshes",
+    default=None,
+    help="Meshes, comma-separated, or a set: default (the default benchmark set), open (ground truth open "
+    "at a neck or base).",
+)
 @click.option(
     "--seed", default=0, show_default=True, type=int, help="Benchmark seed (each scan derives its own)."
 )
@@ -85,12 +90,12 @@ def fetch_cmd(names: tuple[str, ...], fetch_all: bool) -> None:
 def build_bench_cmd(out_dir, variants, meshes, seed, n_points, nonormals, force, quiet) -> None:
     """Scan real meshes with the virtual range scanner and write scans, ground truth and a manifest."""
     from recon.data.benchmark import build_benchmark
-    from recon.data.sources import DEFAULT_BENCHMARK
+    from recon.data.sources import DEFAULT_BENCHMARK, MESH_SETS
 
     started = time.perf_counter()
     entries = build_benchmark(
         out_dir,
-        meshes=_split(meshes) if meshes else DEFAULT_BENCHMARK,
+        meshes=(MESH_SETS.get(meshes) or _split(meshes)) if meshes else DEFAULT_BENCHMARK,
         variants=_split(variants),
         seed=seed,
         n_points=n_points,

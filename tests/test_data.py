@@ -437,3 +437,24 @@ def test_fetch_real_sources(tmp_path, monkeypatch, name):
     assert sources.fetch_origin(source.origin) == folder and marker.stat().st_mtime_ns == stamp  # idempotent
     mesh = sources.load_source_mesh(source, fetch=False)
     assert len(mesh.vertices) > 10_000 and len(mesh.split(only_watertight=False)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sources.OPEN_BENCHMARK)
+def test_open_set_meshes_are_open_at_their_bottom(tmp_path, name):
+    """The `open` set's ground truth has a border, and its up axis puts the neck or base at the bottom."""
+    source = sources.mesh_source(name)
+    sources.fetch_origin(source.origin)
+    mesh, _ = normalized_mesh(sources.load_source_mesh(source, fetch=False), source.up)
+    edges, counts = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
+    border = np.unique(edges[counts == 1])
+    assert len(border) >= 6
+    low, high = mesh.bounds[:, 1]
+    assert np.median(mesh.vertices[border, 1]) < low + 0.5 * (high - low)
+
+
+def test_mesh_sets_name_catalog_meshes():
+    assert set(sources.MESH_SETS) == {"default", "open"}
+    for members in sources.MESH_SETS.values():
+        for name in members:
+            assert sources.mesh_source(name).name == name
