@@ -142,7 +142,9 @@ def test_mesh_missing_the_scan_is_suspect(mesh, covered):
     assert result.suspect
     # The half-ball's disc also passes within 1 % of the diagonal of the equator band, |z| < 0.028.
     assert result.scan_within_1pct == pytest.approx(covered, abs=0.03)
-    assert len(result.reasons) == 1 and result.reasons[0].startswith("only")
+    # Missed as a whole: the uncovered part is one patch (the half-ball misses the lower hemisphere).
+    assert result.scan_uncovered_patches == pytest.approx(1 - covered, abs=0.05)
+    assert [r.split()[0] for r in result.reasons] == ["only", f"{100 * result.scan_uncovered_patches:.0f}"]
     # What the mesh adds lies inside the scan's hull: covering too little is the only failure.
     assert result.invented_outside_share < 0.005
 
@@ -216,3 +218,34 @@ def test_degenerate_inputs_raise_a_clear_value_error(vertices, faces, scan, mess
     with pytest.raises(ValueError, match=message) as error:
         check_surface(vertices, faces, scan, domain_bound=BOUND)
     assert isinstance(error.value, InputError)
+
+
+def fin_points(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 3) points on a thin square fin (0.3 × 0.3, in the plane y = 0) standing out of the sphere at +x."""
+    rng = np.random.default_rng(seed)
+    return np.c_[RADIUS + 0.05 + 0.3 * rng.random(n), np.zeros(n), 0.3 * rng.random(n) - 0.15]
+
+
+def test_a_missed_thin_part_is_suspect_although_most_of_the_scan_is_covered():
+    """A sphere with a fin (6 % of the scan), meshed as the sphere alone: the torn-off wing of a thin part."""
+    scan = np.concatenate([noisy_sphere_scan(), fin_points(1_300)])
+    result = check(icosphere(), scan)
+    assert result.scan_within_1pct == pytest.approx(20_000 / 21_300, abs=0.01)  # passes the 70 % test
+    assert result.scan_uncovered_patches == pytest.approx(1_300 / 21_300, rel=0.1)
+    assert result.suspect and len(result.reasons) == 1 and "patches" in result.reasons[0]
+
+
+def test_thick_noise_leaves_no_uncovered_patches():
+    """Noise of 0.6 % of the diagonal leaves a tenth of the scan beyond 1 %, scattered, not in patches."""
+    points, _ = sphere_points(20_000, radius=RADIUS, seed=3)
+    diagonal = 2 * RADIUS * np.sqrt(3)
+    scan = points + 0.006 * diagonal * np.random.default_rng(4).normal(size=points.shape)
+    result = check(icosphere(), scan)
+    assert result.scan_within_1pct < 0.93
+    assert result.scan_uncovered_patches < 0.005
+    assert not result.suspect, result.reasons
+
+
+def test_patch_settings_are_validated():
+    with pytest.raises(InputError, match="patch_far_share"):
+        check(icosphere(), noisy_sphere_scan(), config=SurfaceCheckConfig(patch_far_share=0.0))
