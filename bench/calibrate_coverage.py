@@ -26,16 +26,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 
-def noise_scale(points: np.ndarray, probes: int = 5_000, k: int = 64) -> float:
-    """Median √λ_min of the k-neighbour covariance at an even stride of (n, 3) points (points' units)."""
-    sample = points[:: max(1, len(points) // probes)]
-    _, neighbors = cKDTree(points).query(sample, k=k, workers=-1)
-    groups = points[neighbors]
-    centered = groups - groups.mean(axis=1, keepdims=True)
-    eigenvalues = np.linalg.eigvalsh(np.einsum("mki,mkj->mij", centered, centered) / k)
+def noise_scale(points: np.ndarray) -> float:
+    """Median √λ_min of the 64-neighbour covariance at an even stride of (n, 3) points (points' units)."""
+    from recon.core.smoothing import NOISE_NEIGHBORS, neighborhood_scatter
+
+    eigenvalues = neighborhood_scatter(points) / NOISE_NEIGHBORS
     return float(np.median(np.sqrt(np.maximum(eigenvalues[:, 0], 0.0))))
 
 
@@ -45,9 +42,9 @@ def measure(run: Path, noise_factor: float) -> dict:
     from recon.core.surface_check import SurfaceCheckConfig, distance_to_mesh, uncovered_patch_share
     from recon.io import load_mesh, load_scan
 
-    config = FitConfig.from_dict(json.loads((run / "config.json").read_text()))
-    scan_path = json.loads((run / "config.json").read_text())["scan"]
-    cloud = load_scan(scan_path)
+    resolved = json.loads((run / "config.json").read_text())
+    config = FitConfig.from_dict(resolved)
+    cloud = load_scan(resolved["scan"])
     work, _, normalization = prepare_points(cloud.points, None, config)
     points = normalization.to_scan(work)
     mesh = load_mesh(run / "mesh.ply")

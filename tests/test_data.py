@@ -441,7 +441,7 @@ def test_fetch_real_sources(tmp_path, monkeypatch, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sources.OPEN_BENCHMARK)
-def test_open_set_meshes_are_open_at_their_bottom(tmp_path, name):
+def test_open_set_meshes_are_open_at_their_bottom(name):
     """The `open` set's ground truth has a border, and its up axis puts the neck or base at the bottom."""
     source = sources.mesh_source(name)
     sources.fetch_origin(source.origin)

@@ -62,14 +62,22 @@ def unresolved_noise(points: np.ndarray) -> float:
     points = np.asarray(points, dtype=np.float64)
     if len(points) <= NOISE_NEIGHBORS:
         return 0.0
-    probes = points[:: max(1, len(points) // NOISE_PROBES)]
-    _, neighbors = cKDTree(points).query(probes, k=NOISE_NEIGHBORS, workers=-1)
-    groups = points[neighbors]
-    centered = groups - groups.mean(axis=1, keepdims=True)
-    eigenvalues = np.linalg.eigvalsh(np.einsum("mki,mkj->mij", centered, centered))
+    eigenvalues = neighborhood_scatter(points)
     return float(
         np.median(np.sqrt(np.maximum(eigenvalues[:, 0], 0.0) / np.maximum(eigenvalues[:, 2], 1e-300)))
     )
+
+
+def neighborhood_scatter(
+    points: np.ndarray, probes: int = NOISE_PROBES, k: int = NOISE_NEIGHBORS
+) -> np.ndarray:
+    """(m, 3) ascending eigenvalues of the scatter matrix (sum, not mean) of the k nearest of the (n, 3)
+    points around each of m ≈ ``probes`` points taken at an even stride (n > k)."""
+    sample = points[:: max(1, len(points) // probes)]
+    _, neighbors = cKDTree(points).query(sample, k=k, workers=-1)
+    groups = points[neighbors]
+    centered = groups - groups.mean(axis=1, keepdims=True)
+    return np.linalg.eigvalsh(np.einsum("mki,mkj->mij", centered, centered))
 
 
 def smoothed_points(points: np.ndarray, passes: int = SMOOTHING_PASSES, k: int = SMOOTHING_NEIGHBORS):

@@ -213,6 +213,7 @@ def check_surface(
     scan_tree = cKDTree(scan)
     spacing = _point_spacing(scan_tree, subset)
     to_mesh = distance_to_mesh(subset, vertices, faces, cap=config.distance_cap * diagonal) / diagonal
+    far = to_mesh > 0.01
 
     samples, _ = sample_surface(vertices, faces, config.mesh_samples, seed=mesh_stream)
     reach = config.invented_spacings * spacing
@@ -235,9 +236,9 @@ def check_surface(
         scan_to_mesh_median=float(np.median(to_mesh)),
         scan_to_mesh_p95=float(np.percentile(to_mesh, 95)),
         scan_within_0_5pct=float(np.mean(to_mesh <= 0.005)),
-        scan_within_1pct=float(np.mean(to_mesh <= 0.01)),
+        scan_within_1pct=float(np.mean(~far)),
         scan_uncovered_patches=uncovered_patch_share(
-            subset, to_mesh > 0.01, config.patch_neighbors, config.patch_far_share
+            subset, far, config.patch_neighbors, config.patch_far_share
         ),
         point_spacing=spacing / diagonal,
         invented_area_share=invented_share,
