@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recon.core.adam import Adam
 from recon.core.config import FitConfig
 from recon.core.levelset import sample_network
 from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
@@ -94,7 +95,7 @@ class LevelSetFitter:
         )
         self.nearest = NearestScanPoint(self.points)
         self.model = build_model(config).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optimizer.lr)
+        self.optimizer = Adam(self.model.parameters(), lr=config.optimizer.lr)
         self.step = 0
         self.seconds = 0.0
         self.sampler = LevelSetSampler(self.points, self.nearest, config)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from recon.core.adam import Adam
 from recon.core.winding import DipoleTree, point_areas
 
 
@@ -153,7 +154,7 @@ def distill_signed_distance(
     x = torch.as_tensor(np.concatenate([queries, points]), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.concatenate([targets, np.zeros(len(points))]), dtype=torch.float32, device=device)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = Adam(model.parameters(), lr=config.lr)
     error = torch.zeros(())
     for _ in range(config.steps):
         idx = torch.randint(len(x), (config.batch,), generator=generator).to(device)
