@@ -150,3 +150,42 @@ def test_fit_config_sections_round_trip_and_a_flat_config_json_of_an_older_run_s
         config.with_(steps=0).validate()  # each section validates itself
     with pytest.raises(ValueError, match="unknown config keys in sampling"):
         FitConfig.from_dict(config.to_dict() | {"sampling": {"batch_pointz": 3}})
+
+
+@pytest.fixture
+def sphere_scan_without_normals(tmp_path):
+    points, _ = sphere_points(3000, radius=SCALE * 0.6, seed=2)
+    path = tmp_path / "sphere_xyz.ply"
+    save_point_cloud(path, points + CENTER)
+    return path
+
+
+def test_estimated_normals_feed_the_normal_term_only_when_asked():
+    from recon.core.fit import LevelSetFitter
+
+    points, true_normals = sphere_points(2000, radius=0.6, seed=3)
+    off = LevelSetFitter(points, None, small_config())
+    assert off.normals is None and off.normal_weight == 0.0
+    on = LevelSetFitter(points, None, small_config(estimated_normal_weight=0.2))
+    assert on.normal_weight == 0.2
+    agreement = (on.normals.numpy() * true_normals).sum(axis=1)
+    assert np.median(agreement) > 0.99  # outward and accurate on a clean sphere
+    with_scan_normals = LevelSetFitter(points, true_normals, small_config(estimated_normal_weight=0.2))
+    assert np.array_equal(with_scan_normals.normals.numpy(), true_normals.astype(np.float32))
+    assert with_scan_normals.normal_weight == small_config().loss.normal_weight
+
+
+def test_resume_with_estimated_normals_equals_uninterrupted(tmp_path, sphere_scan_without_normals):
+    config = small_config(steps=60, checkpoint_every=20, estimated_normal_weight=0.3)
+    full = fit_scan(sphere_scan_without_normals, tmp_path / "full", config, thumbnail=False)
+
+    def interrupt_at_30(log):
+        if log.step == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_scan(
+            sphere_scan_without_normals, tmp_path / "cut", config, progress=interrupt_at_30, thumbnail=False
+        )
+    resumed = resume_run(tmp_path / "cut", thumbnail=False)
+    assert np.array_equal(load_mesh(full.mesh_path).vertices, load_mesh(resumed.mesh_path).vertices)

@@ -175,12 +175,17 @@ class LossConfig:
     """Weight of mean(1 − cos(∇F(x), n(x))) on scan points with oriented normals (0 = off, as the reference)."""
     normal_points: int = 0
     """Scan points of each batch the normal term uses (0 = the whole batch)."""
+    estimated_normal_weight: float = 0.0
+    """Weight of the same term on a scan without normals, against the normals its signed-distance start
+    estimated and oriented (0 = off: such a scan then has no normal term)."""
 
     def validate(self) -> None:
         _check(
             [
                 (self.loss_form in {"2019", "2020"}, "loss_form must be 2019 or 2020"),
                 (self.normal_points >= 0, "normal_points must be >= 0"),
+                (self.normal_weight >= 0, "normal_weight must be >= 0"),
+                (self.estimated_normal_weight >= 0, "estimated_normal_weight must be >= 0"),
             ]
         )
 

@@ -93,6 +93,9 @@ class LevelSetFitter:
         self.normals = (
             torch.as_tensor(normals, dtype=torch.float32, device=self.device) if use_normals else None
         )
+        """(n, 3) the normal term's target: the scan's normals, or (``estimated_normal_weight``) those the
+        start estimated for a scan without; None when the fit has no normal term."""
+        self.normal_weight = config.loss.normal_weight if use_normals else 0.0
         self.nearest = NearestScanPoint(self.points)
         self.model = build_model(config).to(self.device)
         self.optimizer = Adam(self.model.parameters(), lr=config.optimizer.lr)
@@ -152,6 +155,7 @@ class LevelSetFitter:
         points = np.asarray(points, dtype=np.float64)
         tree = self.nearest.tree()
         normals = self._start_normals(points)
+        self._use_estimated_normals(normals)
         dipoles = scan_dipoles(points, normals, tree, field_config)
         self.start_jump = winding_jump(dipoles, points, normals)
         self.start_noise = unresolved_noise(points)
@@ -163,6 +167,7 @@ class LevelSetFitter:
             points = smoothed_points(points)
             tree = cKDTree(points)
             normals = self._start_normals(points)
+            self._use_estimated_normals(normals)  # same points, same order, less noise
             dipoles = scan_dipoles(points, normals, tree, field_config)
         queries, targets = signed_distance_samples(
             points,
@@ -181,6 +186,15 @@ class LevelSetFitter:
             anchor = np.concatenate([queries[far], targets[far, None]], axis=1)
             self.sampler.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
         self.seconds += time.perf_counter() - start
+
+    def _use_estimated_normals(self, normals: np.ndarray) -> None:
+        """Make the start's (n, 3) estimated normals the normal term's target, when the config asks and
+        the scan has no normals of its own."""
+        weight = self.config.loss.estimated_normal_weight
+        if self.scan_normals is not None or weight <= 0:
+            return
+        self.normals = torch.as_tensor(normals, dtype=torch.float32, device=self.device)
+        self.normal_weight = weight
 
     # ---------------------------------------------------------------- training
     def learning_rate(self, step: int) -> float:
@@ -239,7 +253,7 @@ class LevelSetFitter:
         normal = torch.zeros((), device=self.device)
         if self.normals is not None:
             normal = self._normal_term(batch_idx)
-            loss = loss + cfg.loss.normal_weight * normal
+            loss = loss + self.normal_weight * normal
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -286,7 +300,7 @@ class LevelSetFitter:
     # ---------------------------------------------------------------- checkpoints
     REQUIRED_STATE = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
     """Keys every checkpoint of a fit holds; one lacking any is refused. (``anchor`` and
-    ``start_orientation``, ``start_jump``, ``start_noise``, ``start_smoothed`` came later and are optional, so older
+    ``start_orientation``, ``start_jump``, ``start_noise``, ``start_smoothed``, ``estimated_normals`` came later and are optional, so older
     checkpoints still resume.)"""
 
     def state_dict(self) -> dict:
@@ -300,6 +314,7 @@ class LevelSetFitter:
             "start_jump": self.start_jump,
             "start_noise": self.start_noise,
             "start_smoothed": self.start_smoothed,
+            "estimated_normals": self.normals if self.scan_normals is None else None,
         } | self.sampler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
@@ -313,3 +328,5 @@ class LevelSetFitter:
         self.start_jump = state.get("start_jump", self.start_jump)
         self.start_noise = state.get("start_noise", self.start_noise)
         self.start_smoothed = bool(state.get("start_smoothed", self.start_smoothed))
+        if state.get("estimated_normals") is not None:
+            self._use_estimated_normals(state["estimated_normals"].cpu().numpy())
