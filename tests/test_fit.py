@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
@@ -164,12 +165,16 @@ def test_estimated_normals_feed_the_normal_term_only_when_asked():
     from recon.core.fit import LevelSetFitter
 
     points, true_normals = sphere_points(2000, radius=0.6, seed=3)
-    off = LevelSetFitter(points, None, small_config())
+    off = LevelSetFitter(points, None, small_config(estimated_normal_weight=0.0))
     assert off.normals is None and off.normal_weight == 0.0
     on = LevelSetFitter(points, None, small_config(estimated_normal_weight=0.2))
     assert on.normal_weight == 0.2
     agreement = (on.normals.numpy() * true_normals).sum(axis=1)
     assert np.median(agreement) > 0.99  # outward and accurate on a clean sphere
+    batch = torch.arange(200)
+    term = on._normal_term(batch)
+    on.normals = -on.normals  # estimated normals enter unsigned: the field keeps the sign
+    assert torch.equal(on._normal_term(batch), term)
     with_scan_normals = LevelSetFitter(points, true_normals, small_config(estimated_normal_weight=0.2))
     assert np.array_equal(with_scan_normals.normals.numpy(), true_normals.astype(np.float32))
     assert with_scan_normals.normal_weight == small_config().loss.normal_weight

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.losses import (
+    NearestScanPoint,
+    data_term,
+    levelset_sample_term,
+    normal_term,
+    unsigned_normal_term,
+)
 
 
 @pytest.fixture
@@ -65,3 +71,19 @@ def test_data_and_normal_terms():
     n = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert float(normal_term(2 * n, n)) == pytest.approx(0.0, abs=1e-7)
     assert float(normal_term(-n, n)) == pytest.approx(2.0)
+
+
+def test_unsigned_normal_term_ignores_the_normals_sign_and_nothing_else():
+    generator = torch.Generator().manual_seed(0)
+    grads = torch.randn(200, 3, generator=generator)
+    normals = torch.nn.functional.normalize(torch.randn(200, 3, generator=generator), dim=1)
+    signs = torch.where(torch.rand(200, generator=generator) < 0.3, -1.0, 1.0)[:, None]
+    flipped = normals * signs
+    assert torch.allclose(unsigned_normal_term(grads, normals), unsigned_normal_term(grads, flipped))
+    # where the gradient already agrees with the normal's sign it is the signed term
+    agreeing = normals * torch.sign((grads * normals).sum(dim=1, keepdim=True))
+    assert torch.allclose(unsigned_normal_term(grads, agreeing), normal_term(grads, agreeing))
+    assert unsigned_normal_term(-3.0 * normals, normals).abs() < 1e-6  # anti-parallel costs nothing
+    assert normal_term(-3.0 * normals, normals) > 1.99  # ... which the signed term charges 2
+    perpendicular = torch.nn.functional.normalize(torch.cross(normals, grads, dim=1), dim=1)
+    assert torch.allclose(unsigned_normal_term(perpendicular, normals), torch.tensor(1.0), atol=1e-5)

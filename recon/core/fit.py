@@ -26,7 +26,13 @@ import torch
 from recon.core.adam import Adam
 from recon.core.config import FitConfig
 from recon.core.levelset import sample_network
-from recon.core.losses import NearestScanPoint, data_term, levelset_sample_term, normal_term
+from recon.core.losses import (
+    NearestScanPoint,
+    data_term,
+    levelset_sample_term,
+    normal_term,
+    unsigned_normal_term,
+)
 from recon.core.sampler import LevelSetSampler, StepBatch
 from recon.device import resolve_device
 from recon.errors import ConfigError
@@ -278,7 +284,8 @@ class LevelSetFitter:
         )
 
     def _normal_term(self, batch_idx: torch.Tensor) -> torch.Tensor:
-        """mean(1 − cos(∇F, n)) on the first ``normal_points`` scan points of the batch.
+        """mean(1 − cos(∇F, n)) on the first ``normal_points`` scan points of the batch (1 − |cos| against
+        estimated normals).
 
         It needs ∇F with its own graph (a double backward, the costliest part of a step), so it runs on a
         separate pass over a subset instead of on every point of the first-order pass.
@@ -287,6 +294,8 @@ class LevelSetFitter:
         idx = batch_idx[:k]
         x = self.points[idx].requires_grad_(True)
         (grads,) = torch.autograd.grad(self.model(x).sum(), x, create_graph=True)
+        if self.scan_normals is None:  # estimated normals: the sign is the field's (unsigned_normal_term)
+            return unsigned_normal_term(grads, self.normals[idx])
         return normal_term(grads, self.normals[idx])
 
     # ---------------------------------------------------------------- evaluation

@@ -122,3 +122,14 @@ def normal_term(grads_on_scan: torch.Tensor, normals: torch.Tensor) -> torch.Ten
     """mean (1 − cos(∇F(x), n(x))) for (k, 3) gradients and unit scan normals (outward)."""
     cos = torch.nn.functional.cosine_similarity(grads_on_scan, normals, dim=1, eps=1e-8)
     return (1.0 - cos).mean()
+
+
+def unsigned_normal_term(grads_on_scan: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """mean (1 − |cos(∇F(x), n(x))|) for (k, 3) gradients and unit normals of either sign.
+
+    For estimated normals: it aligns the level set with the scan's tangent planes and leaves the sign to
+    the field. A few per cent of an estimated orientation lies in wrongly signed patches on noisy scans,
+    and the signed term pulls the surface inside out there (bench/full/README.md, estimated normals).
+    """
+    cos = torch.nn.functional.cosine_similarity(grads_on_scan, normals, dim=1, eps=1e-8)
+    return (1.0 - cos.abs()).mean()
