@@ -225,10 +225,11 @@ def main() -> None:
     parser.add_argument("--keep-runs", action="store_true")
     parser.add_argument("--markdown", default=None, help="write the summary table here")
     parser.add_argument("--table-only", action="store_true", help="print the table of existing rows")
+    parser.add_argument("--labels", help="the labels the table shows, in order (default: every label)")
     args = parser.parse_args()
     rows = load_rows(Path(args.out) / "rows.jsonl") if args.table_only else run(args)
     _backfill_attempts(rows, Path(args.out))
-    labels = list(dict.fromkeys(r["label"] for r in rows))
+    labels = args.labels.split(",") if args.labels else list(dict.fromkeys(r["label"] for r in rows))
     table = summary_table(rows, labels)
     print(table)
     if args.markdown:

@@ -4,6 +4,8 @@
     python bench/compare_poisson_best.py --spread bench/out/spread --poisson bench/out/poisson-best \
         --label after --markdown bench/poisson_best/results.md
 
+``--label-no`` takes the x y z only rows from another run (a lever that only changes fits without normals).
+
 Per scan and normals: poisson-best's CD-L1 / F@1 % / NC (its chosen configuration) and seconds (shared
 preparation + the chosen solve, as its run folder records them), and the level set's mean and worst seed of
 the better of mesh.ply and mesh_trimmed.ply per draw (CD-L1), with F and NC of that mesh, the worst seed of
@@ -51,6 +53,9 @@ def main() -> None:
     parser.add_argument("--spread", default="bench/out/spread")
     parser.add_argument("--poisson", default="bench/out/poisson-best")
     parser.add_argument("--label", default="after")
+    parser.add_argument(
+        "--label-no", help="label of the x y z only rows when they are another run's (default --label)"
+    )
     parser.add_argument("--markdown")
     args = parser.parse_args()
     rows = [json.loads(x) for x in (Path(args.spread) / "rows.jsonl").read_text().splitlines() if x.strip()]
@@ -70,14 +75,15 @@ def main() -> None:
         )
         evaluation = json.loads((run / "eval.json").read_text())["metrics"]
         chosen = json.loads((run / "config.json").read_text()).get("poisson-best", {})
-        draws = level_set_draws(rows, scan, normals, args.label)
+        label = args.label_no if normals == "no" and args.label_no else args.label
+        draws = level_set_draws(rows, scan, normals, label)
         if not draws:
             continue
         worst = max(draws, key=lambda d: d["cd"])
         pb = evaluation["x1000_diag"]["chamfer_l1"]
         pb_seconds = json.loads((run / "meta.json").read_text()).get("seconds")
         config = f"{chosen.get('backend')} d{chosen.get('depth')} trim {chosen.get('density_trim_quantile')}"
-        own = _draw_rows(rows, scan, normals, args.label)
+        own = _draw_rows(rows, scan, normals, label)
         watertight = max(r["cd_l1"] for r in own)
         trimmed = max((r.get("trimmed_cd_l1") or float("nan")) for r in own)
         wall = statistics.median(r["wall_s"] for r in own)
