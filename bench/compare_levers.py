@@ -15,29 +15,21 @@ import argparse
 import json
 from pathlib import Path
 
-
-def draws(rows: list[dict], scan: str, label: str, normals: str) -> list[dict]:
-    picked = [r for r in rows if r["scan"] == scan and r["label"] == label and r["normals"] == normals]
-    by_seed = {(r["seed"], r.get("threads")): r for r in picked}  # a rerun row replaces the earlier one
-    return list(by_seed.values())
+from compare_poisson_best import level_set_draws
 
 
-def best_of_meshes(row: dict) -> float | None:
-    values = [row.get(key) for key in ("cd_l1", "trimmed_cd_l1")]
-    values = [v for v in values if v is not None]
-    return min(values) if row.get("rc", 0) == 0 and values else None
-
-
-def cell(found: list[dict]) -> tuple[str, float | None]:
-    if not found:
-        return "–", None
-    scores = [best_of_meshes(r) for r in found]
-    ok = [s for s in scores if s is not None]
-    refused = len(scores) - len(ok)
-    text = f"{sum(ok) / len(ok):.2f} / {max(ok):.2f}" if ok else "none"
-    if refused:
-        text += f" ({refused} refused)"
-    return text, (max(ok) if ok and not refused else None)
+def cell(rows: list[dict], scan: str, label: str, normals: str) -> str:
+    """'mean / worst' of the draws' better mesh, with the refused fits counted; '–' without draws."""
+    scores = [d["cd"] for d in level_set_draws(rows, scan, normals, label)]
+    refused = sum(
+        1
+        for r in rows
+        if (r["scan"], r["normals"], r["label"]) == (scan, normals, label) and r.get("rc", 0) != 0
+    )
+    if not scores and not refused:
+        return "–"
+    text = f"{sum(scores) / len(scores):.2f} / {max(scores):.2f}" if scores else "none"
+    return text + (f" ({refused} refused)" if refused else "")
 
 
 def main() -> None:
@@ -59,7 +51,7 @@ def main() -> None:
         "|---|" + "---|" * len(columns),
     ]
     for scan in args.scans.split(","):
-        cells = [cell(draws(rows, scan, label, normals))[0] for _, rows, label, normals in columns]
+        cells = [cell(rows, scan, label, normals) for _, rows, label, normals in columns]
         lines.append(f"| {scan} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if args.markdown:
