@@ -136,3 +136,69 @@ def test_a_failed_start_is_refused_with_one_error_and_no_mesh(tmp_path):
     assert meta["surface_check"]["suspect"]
     assert not (tmp_path / "run" / "mesh.ply").exists() and (tmp_path / "run" / "mesh_suspect.ply").exists()
     assert not (tmp_path / "run" / "DONE").exists()
+
+
+def lobes_on_first_attempts(monkeypatch, shares: list[float]):
+    """Make the check report a lobe with these shares of surface beyond the closure on the first meshes."""
+    import recon.core.surface_check as surface_check
+
+    real = surface_check.check_surface
+    windings = []
+
+    def check_surface(*args, **kwargs):
+        result = real(*args, **kwargs)
+        windings.append(kwargs["winding"])
+        if len(windings) <= len(shares):
+            result.invented_beyond_closure_share, result.has_lobe = shares[len(windings) - 1], True
+        return result
+
+    monkeypatch.setattr(surface_check, "check_surface", check_surface)
+    return windings
+
+
+def test_a_lobe_is_repaired_by_the_same_start_with_the_next_seed(tmp_path, monkeypatch):
+    windings = lobes_on_first_attempts(monkeypatch, [0.05])
+    save_point_cloud(tmp_path / "torus.ply", torus_points(3000, seed=24))
+    _, result = fit_mesh(
+        tmp_path / "torus.ply", tmp_path / "run", steps=60, resolution=40, on_suspect="repair"
+    )
+    attempts = result.surface_check["attempts"]
+    assert [(a["start_orientation"], a["seed"], a["has_lobe"]) for a in attempts] == [
+        ("estimated", 0, True),
+        ("estimated", 1, False),
+    ]
+    assert result.surface_check["seed"] == 1 and not result.surface_check["has_lobe"]
+    assert all(winding is not None for winding in windings)
+    # The check of a real fit reads the start's winding number: the repaired torus has nothing beyond it.
+    assert result.surface_check["invented_beyond_closure_share"] < 0.005
+
+
+def test_a_lobe_on_every_seed_keeps_the_least_one_and_its_checkpoint(tmp_path, monkeypatch):
+    from recon.core.reconstruct import LOBE_RESEEDS
+    from recon.run import RunFolder
+
+    lobes_on_first_attempts(monkeypatch, [0.05, 0.03, 0.04][: LOBE_RESEEDS + 1])
+    save_point_cloud(tmp_path / "torus.ply", torus_points(3000, seed=24))
+    _, result = fit_mesh(
+        tmp_path / "torus.ply", tmp_path / "run", steps=30, resolution=32, on_suspect="repair"
+    )
+    check = result.surface_check
+    assert [a["seed"] for a in check["attempts"]] == [0, 1, 2]
+    assert check["seed"] == 1 and check["has_lobe"] and not check["suspect"]
+    assert (tmp_path / "run" / "mesh.ply").exists()
+    assert RunFolder.open(tmp_path / "run").load_checkpoint()["start_seed"] == 1
+
+
+def test_a_restored_fit_rebuilds_the_start_winding_number_exactly(tmp_path):
+    """The check after a resume reads the same inside/outside as the check of the uninterrupted fit."""
+    from recon.core.fit import LevelSetFitter
+
+    points = torus_points(3000, seed=25).astype(np.float32)
+    config = tiny_preset().with_(steps=10, device="cpu")
+    started = LevelSetFitter(points, None, config)
+    restored = LevelSetFitter(points, None, config, initialize=False)
+    restored.load_state_dict(started.state_dict())
+    queries = np.random.default_rng(0).uniform(-1, 1, (500, 3))
+    assert np.array_equal(started.scan_winding_numbers(queries), restored.scan_winding_numbers(queries))
+    inside = started.scan_winding_numbers(np.array([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert inside[0] > 0.9 and abs(inside[1]) < 0.1  # in the tube, in the hole

@@ -249,3 +249,57 @@ def test_thick_noise_leaves_no_uncovered_patches():
 def test_patch_settings_are_validated():
     with pytest.raises(InputError, match="patch_far_share"):
         check(icosphere(), noisy_sphere_scan(), config=SurfaceCheckConfig(patch_far_share=0.0))
+
+
+def brute_force_winding(points: np.ndarray, normals: np.ndarray, area: float):
+    """(m, 3) → (m,) the generalized winding number of a uniformly sampled oriented surface of ``area``,
+    summed over every point (recon.core.winding.winding_numbers, no tree)."""
+    from recon.core.winding import winding_numbers
+
+    dipoles = normals * (area / len(points))
+    return lambda queries: winding_numbers(queries, points, dipoles)
+
+
+def torus_scan(n: int = 20_000):
+    """(n, 3) points and outward normals on the torus of radii 0.6 / 0.2 around z, and its mesh."""
+    mesh = trimesh.creation.torus(major_radius=0.6, minor_radius=0.2, major_sections=96, minor_sections=48)
+    points, faces = trimesh.sample.sample_surface(mesh, n, seed=0)
+    return points, mesh.face_normals[faces], mesh
+
+
+def test_a_lobe_beyond_the_closure_is_measured_and_flagged():
+    """A radius-0.15 sphere in the torus's hole: inside the convex hull (the outside-hull test passes it),
+    far from every scan point, where the torus's winding number is 0. 6 % of the mesh area."""
+    points, normals, torus = torus_scan()
+    lobe = icosphere(radius=0.15)
+    mesh = trimesh.util.concatenate([torus, lobe])
+    winding = brute_force_winding(points, normals, torus.area)
+    assert np.abs(winding(lobe.vertices)).max() < 0.05
+
+    result = check(mesh, points, winding=winding)
+    assert result.invented_beyond_closure_share == pytest.approx(lobe.area / mesh.area, abs=0.01)
+    assert result.invented_outside_share < 0.005
+    assert result.has_lobe and not result.suspect and result.failed == []
+    loose = check(mesh, points, winding=winding, config=SurfaceCheckConfig(max_beyond_closure_share=0.1))
+    assert not loose.has_lobe
+    assert not check(torus, points, winding=winding).has_lobe
+    # Without the winding number nothing is measured, and nothing else sees the lobe.
+    blind = check(mesh, points)
+    assert blind.invented_beyond_closure_share is None and not blind.has_lobe and not blind.suspect
+
+
+def test_a_cap_over_a_hole_is_not_beyond_the_closure():
+    """The half-ball's flat disc closes a scanned hemisphere where its winding number is ½ (the rim's
+    plane sees the hemisphere under half the sphere of directions)."""
+    points, normals = sphere_points(20_000, radius=RADIUS, seed=0)
+    upper = points[:, 2] > 0
+    winding = brute_force_winding(points[upper], normals[upper], 2 * np.pi * RADIUS**2)
+    result = check(half_ball(), points[upper], winding=winding)
+    assert result.invented_cap_share > 0.2
+    assert result.invented_beyond_closure_share < 0.005
+    assert not result.suspect and not result.has_lobe, result.reasons
+
+
+def test_the_closure_margin_is_validated():
+    with pytest.raises(InputError, match="closure_margin"):
+        check(icosphere(), noisy_sphere_scan(), config=SurfaceCheckConfig(closure_margin=0.5))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -116,6 +116,8 @@ class LevelSetFitter:
         """The scan's unresolved-noise measure (recon.core.smoothing), when the start ran."""
         self.start_smoothed = False
         """Whether the start used the scan smoothed against noise thicker than its spacing."""
+        self._start_dipoles = None
+        """The scan's dipoles (recon.core.winding.DipoleTree) the start took its sign from, when it ran."""
         if initialize and config.start.init == "signed-distance":
             self._start_from_signed_distance(points)
 
@@ -123,10 +125,12 @@ class LevelSetFitter:
         """The START_ORIENTATIONS this scan allows ('scan' only when it has normals)."""
         return tuple(o for o in START_ORIENTATIONS if o != "scan" or self.scan_normals is not None)
 
-    def restarted(self, start_orientation: str) -> LevelSetFitter:
-        """A fresh fit of the same scan and config from another start; its clock continues this one's."""
+    def restarted(self, start_orientation: str, seed: int | None = None) -> LevelSetFitter:
+        """A fresh fit of the same scan from another start (and ``seed``, when given; the config's
+        otherwise); its clock continues this one's."""
+        config = self.config if seed is None else replace(self.config, seed=seed)
         fitter = LevelSetFitter(
-            self.points.cpu().numpy(), self.scan_normals, self.config, start_orientation=start_orientation
+            self.points.cpu().numpy(), self.scan_normals, config, start_orientation=start_orientation
         )
         fitter.seconds += self.seconds
         return fitter
@@ -175,6 +179,7 @@ class LevelSetFitter:
             normals = self._start_normals(points)
             self._use_estimated_normals(normals)  # same points, same order, less noise
             dipoles = scan_dipoles(points, normals, tree, field_config)
+        self._start_dipoles = dipoles
         queries, targets = signed_distance_samples(
             points,
             np.asarray(normals, dtype=np.float64),
@@ -192,6 +197,29 @@ class LevelSetFitter:
             anchor = np.concatenate([queries[far], targets[far, None]], axis=1)
             self.sampler.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
         self.seconds += time.perf_counter() - start
+
+    def scan_winding_numbers(self, queries: np.ndarray) -> np.ndarray | None:
+        """(m,) generalized winding numbers at (m, 3) working-frame queries, of the scan with the normals
+        the start used (its global inside/outside); None for a fit that did not start from it.
+
+        A fit restored from a checkpoint rebuilds the dipoles the same way the start built them (no random
+        choice enters), so the answer is the same as before the interruption."""
+        if self.config.start.init != "signed-distance":
+            return None
+        if self._start_dipoles is None:
+            from scipy.spatial import cKDTree
+
+            from recon.core.initial_field import InitialFieldConfig, scan_dipoles
+            from recon.core.smoothing import smoothed_points
+
+            points = self.points.detach().cpu().numpy().astype(np.float64)
+            if self.start_smoothed:
+                points = smoothed_points(points)
+            field_config = InitialFieldConfig(closure_winding=self.config.start.closure_winding)
+            self._start_dipoles = scan_dipoles(
+                points, self._start_normals(points), cKDTree(points), field_config
+            )
+        return self._start_dipoles.winding_numbers(np.asarray(queries, dtype=np.float64))
 
     def _use_estimated_normals(self, normals: np.ndarray) -> None:
         """Make the start's (n, 3) estimated normals the normal term's target, when the config asks and
@@ -309,7 +337,7 @@ class LevelSetFitter:
     # ---------------------------------------------------------------- checkpoints
     REQUIRED_STATE = ("model", "optimizer", "step", "seconds", "generator", "torch_rng", "pool")
     """Keys every checkpoint of a fit holds; one lacking any is refused. (``anchor`` and
-    ``start_orientation``, ``start_jump``, ``start_noise``, ``start_smoothed``, ``estimated_normals`` came later and are optional, so older
+    ``start_orientation``, ``start_jump``, ``start_noise``, ``start_smoothed``, ``start_seed``, ``estimated_normals`` came later and are optional, so older
     checkpoints still resume.)"""
 
     def state_dict(self) -> dict:
@@ -323,6 +351,7 @@ class LevelSetFitter:
             "start_jump": self.start_jump,
             "start_noise": self.start_noise,
             "start_smoothed": self.start_smoothed,
+            "start_seed": self.config.seed,
             "estimated_normals": self.normals if self.scan_normals is None else None,
         } | self.sampler.state_dict()
 
@@ -337,5 +366,7 @@ class LevelSetFitter:
         self.start_jump = state.get("start_jump", self.start_jump)
         self.start_noise = state.get("start_noise", self.start_noise)
         self.start_smoothed = bool(state.get("start_smoothed", self.start_smoothed))
+        if state.get("start_seed", self.config.seed) != self.config.seed:
+            self.config = replace(self.config, seed=int(state["start_seed"]))
         if state.get("estimated_normals") is not None:
             self._use_estimated_normals(state["estimated_normals"].cpu().numpy())
