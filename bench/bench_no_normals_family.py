@@ -11,8 +11,9 @@ are the benchmark's own ``*_noisy``). Each is fitted with the default preset for
   (elsewhere both give the same mesh), unless ``--warn-all``.
 
 Per cell: CD-L1 (×1000 of the GT diagonal) and F@1 % of mesh.ply (mean and worst seed), fits whose first
-start was caught, repaired, refused, and the wall time of the two checks (normals test + surface check)
-from meta.json.
+start was caught, repaired, refused, fits whose first mesh had a lobe beyond the closure and how many of
+those a reseed freed of it, and the wall time of the two checks (normals test + surface check) from
+meta.json.
 
     python bench/bench_no_normals_family.py --bench /tmp/recon-bench --out bench/out/family \
         --seeds 0,1,2 --markdown bench/surface_check/no_normals_family.md
@@ -90,6 +91,8 @@ def fit_row(args, source: Path, gt: Path, cell: tuple, seed: int, mode: str) -> 
         "wall_s": round(wall, 1),
         "attempts": len(attempts) or 1,
         "first_suspect": bool(attempts[0]["suspect"]) if attempts else bool(check.get("suspect")),
+        "first_lobe": bool(attempts[0].get("has_lobe")) if attempts else False,
+        "lobe_kept": bool(check.get("has_lobe")),
         "suspect": bool(check.get("suspect")) if rc == 0 else True,
         "check_seconds": check_seconds(meta),
     }
@@ -139,8 +142,9 @@ def _mean_worst(values: list[float], worst=max) -> str:
 def table(rows: list[dict]) -> str:
     lines = [
         "| GT | scan | noise | input | seeds | CD-L1 mean / worst | F@1 % mean / worst | first start caught "
-        "| repaired | refused | warn (no repair): CD-L1 mean / worst | check s (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| repaired | refused | lobe on first mesh / freed | warn (no repair): CD-L1 mean / worst "
+        "| check s (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     caught = repaired = refused = total = 0
     seconds_all = []
@@ -152,7 +156,9 @@ def table(rows: list[dict]) -> str:
         warned = [r for r in rows if r["input"] == name and r["mode"] == "warn"]
         ok = [r for r in fits if r["rc"] == 0]
         n_caught = sum(r["first_suspect"] or r["rc"] != 0 for r in fits)
-        n_repaired = sum(r["rc"] == 0 and r["attempts"] > 1 and not r["suspect"] for r in fits)
+        n_repaired = sum(r["rc"] == 0 and r["first_suspect"] and not r["suspect"] for r in fits)
+        lobes = [r for r in fits if r.get("first_lobe")]
+        lobe_text = f"{len(lobes)} / {sum(not r.get('lobe_kept') for r in lobes)}"
         n_refused = sum(r["rc"] != 0 for r in fits)
         seconds = [r["check_seconds"] for r in fits if r.get("check_seconds") is not None]
         seconds_all += seconds
@@ -166,12 +172,12 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {gt_kind} | {sides} | {noise} | {name} | {len(fits)} "
             f"| {_mean_worst([r['cd_l1'] for r in ok])} | {_mean_worst([r['fscore'] for r in ok], min)} "
-            f"| {n_caught} | {n_repaired} | {n_refused} "
+            f"| {n_caught} | {n_repaired} | {n_refused} | {lobe_text} "
             f"| {_mean_worst(warn_cd) if warned else 'same mesh'} "
             f"| {statistics.median(seconds):.2f} |"
             if seconds
             else f"| {gt_kind} | {sides} | {noise} | {name} | {len(fits)} | – | – | {n_caught} | {n_repaired} "
-            f"| {n_refused} | – | – |"
+            f"| {n_refused} | {lobe_text} | – | – |"
         )
     if total:
         lines.append(

@@ -303,3 +303,17 @@ def test_interactive_view_draws_the_mesh(bench, tmp_path):
     centre = grey[150:350, 200:400]
     assert (centre < 0.8).mean() > 0.5, "the mesh was not drawn in the middle of the view"
     assert (grey[:20] > 0.95).mean() > 0.9, "the background should stay white"
+
+
+def test_a_mesh_kept_with_a_lobe_is_counted_beside_the_suspect_ones(bench):
+    bench, _ = bench
+    check = SURFACE_CHECKS["egg", "levelset"] | {"has_lobe": True, "invented_beyond_closure_share": 0.03}
+    write_json(
+        bench / "runs" / "egg" / "levelset" / "meta.json", {"method": "levelset", "surface_check": check}
+    )
+    table = write_report(bench, interactive=False).markdown
+    assert "| 3, suspect 1, lobe 1 |" in table.split("## All scans")[1].split("##")[0]
+    assert "## Meshes kept with a lobe beyond the closure (1)\n\n- egg / levelset" in table
+    with open(bench / "results_wide.csv") as f:
+        wide = {(r["variant"], r["method"]): r for r in csv.DictReader(f)}
+    assert wide["all", "levelset"]["lobes"] == "1" and wide["all", "poisson"]["lobes"] == "0"

@@ -6,7 +6,7 @@
     results_wide.csv   one row per (variant, method): n, failed, suspect, and mean/std of every metric
     summary.json       the same aggregates as nested JSON, with the metric definitions and the failures
     table.md           the paper-shaped table per variant: method | Chamfer L1 | Chamfer L2 | F@1% |
-                       normal consistency | fit time | meshes ("n, suspect k"), mean ± std
+                       normal consistency | fit time | meshes ("n, suspect k[, lobe j]"), mean ± std
     report.html        one self-contained page: tables, plots and thumbnails embedded as PNG, and an
                        interactive three.js view of each mesh (:mod:`recon.evaluation.report_html`)
 
@@ -86,6 +86,9 @@ class RunRecord:
     suspect: bool | None = None
     """The fit's surface check flagged the mesh; None when the run has no check (baselines, older fits)."""
     suspect_reasons: list[str] = field(default_factory=list)
+    lobe: bool = False
+    """The fit kept a mesh with a lobe beyond the scan's closure (``surface_check.has_lobe``: its reseeds
+    did not free it of one); counted beside suspect meshes, not as one."""
 
 
 @dataclass
@@ -134,6 +137,8 @@ def _record(run_dir: Path) -> RunRecord:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error="eval.json is unreadable")
     variant = str(evaluation.get("variant") or variant)
     suspect, reasons = surface_check(run_dir)
+    check = read_json_object_or_empty(run_dir / "meta.json").get("surface_check")
+    lobe = isinstance(check, dict) and check.get("has_lobe") is True
     if evaluation.get("metrics") is None:
         return RunRecord(
             scan_id,
@@ -144,6 +149,7 @@ def _record(run_dir: Path) -> RunRecord:
             error=evaluation.get("note", ""),
             suspect=suspect,
             suspect_reasons=reasons,
+            lobe=lobe,
         )
     return RunRecord(
         scan_id,
@@ -155,6 +161,7 @@ def _record(run_dir: Path) -> RunRecord:
         definitions=evaluation.get("definitions"),
         suspect=suspect,
         suspect_reasons=reasons,
+        lobe=lobe,
     )
 
 
@@ -243,14 +250,17 @@ def _method_summary(records: list[RunRecord]) -> dict:
         "pending": sum(r.status == "pending" for r in records),
         "suspect": sum(r.suspect is True for r in finished),
         "surface_checked": sum(r.suspect is not None for r in finished),
+        "lobes": sum(r.lobe for r in finished),
         "metrics": metrics,
     }
 
 
 def meshes_text(method_summary: dict) -> str:
-    """'3, suspect 1': the meshes a mean is over and how many of them are suspect ('–': none checked)."""
+    """'3, suspect 1': the meshes a mean is over and how many of them are suspect ('–': none checked),
+    then ', lobe k' when k of them were kept with a lobe beyond the closure."""
     suspect = method_summary["suspect"] if method_summary["surface_checked"] else "–"
-    return f"{method_summary['n']}, suspect {suspect}"
+    lobes = method_summary.get("lobes", 0)
+    return f"{method_summary['n']}, suspect {suspect}" + (f", lobe {lobes}" if lobes else "")
 
 
 def mean_std_text(stats: dict | None, digits: int = 2) -> str:
@@ -276,6 +286,7 @@ def wide_rows(summary: dict) -> list[dict]:
                 "failed": s["failed"],
             }
             row |= {"pending": s["pending"], "suspect": s["suspect"], "surface_checked": s["surface_checked"]}
+            row["lobes"] = s["lobes"]
             for metric in WIDE_METRICS:
                 stats = s["metrics"].get(metric)
                 row[f"{metric}_mean"] = "" if stats is None else stats["mean"]
@@ -311,6 +322,11 @@ def markdown_table(summary: dict, records: list[RunRecord], title: str = "Recons
             f"- {r.scan_id} / {r.method}: {'; '.join(r.suspect_reasons) or 'no reason given'}"
             for r in suspect
         ]
+        lines.append("")
+    lobed = [r for r in records if r.lobe]
+    if lobed:
+        lines += [f"## Meshes kept with a lobe beyond the closure ({len(lobed)})", ""]
+        lines += [f"- {r.scan_id} / {r.method}" for r in lobed]
         lines.append("")
     failed = [r for r in records if r.status == "failed"]
     if failed:
