@@ -317,3 +317,6 @@ def test_a_mesh_kept_with_a_lobe_is_counted_beside_the_suspect_ones(bench):
     with open(bench / "results_wide.csv") as f:
         wide = {(r["variant"], r["method"]): r for r in csv.DictReader(f)}
     assert wide["all", "levelset"]["lobes"] == "1" and wide["all", "poisson"]["lobes"] == "0"
+    write_report(bench, interactive=True)
+    per_scan = (bench / "report.html").read_text().split("id='per-scan'>")[1].split("</table>")[0]
+    assert per_scan.count("class='num lobe'") == 1 and per_scan.count("class='num suspect'") == 1

@@ -32,6 +32,7 @@ CHAMFERS = (("chamfer_l1_x1000", "Chamfer L1"), ("chamfer_l2_x1000", "Chamfer L2
 """The metrics of the per-scan table and the plots."""
 _THUMB_FACES = 6_000
 _SUSPECT_MARK = "⚠ suspect"
+_LOBE_MARK = "◌ lobe"
 
 
 _CSS = """
@@ -40,7 +41,7 @@ table{border-collapse:collapse;margin:8px 0 16px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .failed{color:#b00020} .muted{color:#777;font-size:90%} img.plot{max-width:100%}
-td.suspect{background:#fff3cd}
+td.suspect{background:#fff3cd}td.lobe{background:#eef3ff}
 img.thumb{width:160px;height:160px;object-fit:contain;background:#fafafa}
 iframe.view{width:640px;height:480px;border:1px solid #ccc;display:block}
 """
@@ -148,7 +149,8 @@ def _per_scan_table(records: list[RunRecord]) -> str:
         rows.append(f"<tr><td>{_e(scan_id)}</td><td>{_e(variant)}</td>{cells}</tr>")
     return (
         "<p class='muted'>Chamfer L1 / Chamfer L2, ×1000 of the GT bounding-box diagonal; "
-        f"{_SUSPECT_MARK} marks a mesh the fit's surface check flagged as suspect (hover for why).</p>"
+        f"{_SUSPECT_MARK} marks a mesh the fit's surface check flagged as suspect (hover for why), "
+        f"{_LOBE_MARK} one kept with a lobe beyond the scan's closure that no reseed freed it of.</p>"
         f"<table id='per-scan'><tr><th>scan</th><th>variant</th>{head}</tr>{''.join(rows)}</table>"
     )
 
@@ -161,6 +163,9 @@ def _scan_cell(record: RunRecord | None) -> str:
         if record.suspect:
             why = "suspect: " + ("; ".join(record.suspect_reasons) or "no reason given")
             return f"<td class='num suspect' title='{_e(why)}'>{l1:.2f} / {l2:.2f} {_SUSPECT_MARK}</td>"
+        if record.lobe:
+            why = "kept with a lobe beyond the scan's closure (surface_check.has_lobe in meta.json)"
+            return f"<td class='num lobe' title='{_e(why)}'>{l1:.2f} / {l2:.2f} {_LOBE_MARK}</td>"
         return f"<td class='num'>{l1:.2f} / {l2:.2f}</td>"
     if record.status == "failed":
         return f"<td class='failed' title='{_e(record.error)}'>failed</td>"
