@@ -3,7 +3,7 @@ finished run folders: no fit is run.
 
 For each run of ``--rows`` whose folder under ``--runs`` holds mesh.ply, config.json and meta.json, the
 scan is prepared as the fit prepared it, the start's winding number is rebuilt as a resumed fit rebuilds
-it (``LevelSetFitter.scan_winding_numbers``: the start's orientation and smoothing from meta.json), and
+it (``LevelSetFitter.scan_winding``: the start's orientation and smoothing from meta.json), and
 the shipped check (recon.core.surface_check.check_surface) measures the mesh with it. Reported per run:
 the share of the mesh area invented (farther than 5 point spacings from the scan), the share invented
 beyond the closure (winding number below ``closure_margin``; the check's ``beyond_closure`` criterion),
@@ -50,7 +50,7 @@ def measure(run: Path) -> dict:
     mesh = load_mesh(run / "mesh.ply")
     vertices = normalization.to_work(np.asarray(mesh.vertices))
     faces = np.asarray(mesh.faces)
-    fitter.scan_winding_numbers(work[:1])  # a fit has the dipoles from its start: time the check only
+    winding = fitter.scan_winding()  # a fit has the dipoles from its start: time the check only
 
     def checked(winding):
         return check_surface(
@@ -58,11 +58,11 @@ def measure(run: Path) -> dict:
         )
 
     start = time.perf_counter()
-    shipped = checked(fitter.scan_winding_numbers)
+    shipped = checked(winding)
     seconds = time.perf_counter() - start
     margin = SurfaceCheckConfig().closure_margin
     # The same share with the winding number mirrored about ½: the surface invented where it is near 1.
-    inside = checked(lambda q: 1.0 - fitter.scan_winding_numbers(q)).invented_beyond_closure_share
+    inside = checked(lambda q: 1.0 - winding(q)).invented_beyond_closure_share
     return {
         "invented": shipped.invented_area_share,
         "beyond_closure": shipped.invented_beyond_closure_share,

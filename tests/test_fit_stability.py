@@ -199,6 +199,6 @@ def test_a_restored_fit_rebuilds_the_start_winding_number_exactly(tmp_path):
     restored = LevelSetFitter(points, None, config, initialize=False)
     restored.load_state_dict(started.state_dict())
     queries = np.random.default_rng(0).uniform(-1, 1, (500, 3))
-    assert np.array_equal(started.scan_winding_numbers(queries), restored.scan_winding_numbers(queries))
-    inside = started.scan_winding_numbers(np.array([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert np.array_equal(started.scan_winding()(queries), restored.scan_winding()(queries))
+    inside = started.scan_winding()(np.array([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     assert inside[0] > 0.9 and abs(inside[1]) < 0.1  # in the tube, in the hole

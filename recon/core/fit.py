@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -147,26 +148,16 @@ class LevelSetFitter:
     def _start_from_signed_distance(self, points: np.ndarray) -> None:
         from scipy.spatial import cKDTree
 
-        from recon.core.initial_field import (
-            InitialFieldConfig,
-            distill_signed_distance,
-            scan_dipoles,
-            signed_distance_samples,
-        )
+        from recon.core.initial_field import distill_signed_distance, signed_distance_samples
         from recon.core.smoothing import UNRESOLVED_NOISE, smoothed_points, unresolved_noise, winding_jump
 
         start = time.perf_counter()
         cfg = self.config
-        field_config = InitialFieldConfig(
-            steps=cfg.start.init_steps,
-            samples=cfg.start.init_samples,
-            closure_winding=cfg.start.closure_winding,
-        )
+        field_config = self._field_config()
         points = np.asarray(points, dtype=np.float64)
         tree = self.nearest.tree()
-        normals = self._start_normals(points)
+        normals, dipoles = self._oriented_dipoles(points, tree, field_config)
         self._use_estimated_normals(normals)
-        dipoles = scan_dipoles(points, normals, tree, field_config)
         self.start_jump = winding_jump(dipoles, points, normals)
         self.start_noise = unresolved_noise(points)
         jump_limit = (
@@ -176,9 +167,8 @@ class LevelSetFitter:
         if self.start_smoothed:
             points = smoothed_points(points)
             tree = cKDTree(points)
-            normals = self._start_normals(points)
+            normals, dipoles = self._oriented_dipoles(points, tree, field_config)
             self._use_estimated_normals(normals)  # same points, same order, less noise
-            dipoles = scan_dipoles(points, normals, tree, field_config)
         self._start_dipoles = dipoles
         queries, targets = signed_distance_samples(
             points,
@@ -198,9 +188,25 @@ class LevelSetFitter:
             self.sampler.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
         self.seconds += time.perf_counter() - start
 
-    def scan_winding_numbers(self, queries: np.ndarray) -> np.ndarray | None:
-        """(m,) generalized winding numbers at (m, 3) working-frame queries, of the scan with the normals
-        the start used (its global inside/outside); None for a fit that did not start from it.
+    def _field_config(self):
+        """The start's recon.core.initial_field.InitialFieldConfig, from this fit's config."""
+        from recon.core.initial_field import InitialFieldConfig
+
+        start = self.config.start
+        return InitialFieldConfig(
+            steps=start.init_steps, samples=start.init_samples, closure_winding=start.closure_winding
+        )
+
+    def _oriented_dipoles(self, points: np.ndarray, tree, field_config):
+        """The start's (n, 3) normals of ``points`` and the DipoleTree of the scan oriented by them."""
+        from recon.core.initial_field import scan_dipoles
+
+        normals = self._start_normals(points)
+        return normals, scan_dipoles(points, normals, tree, field_config)
+
+    def scan_winding(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """(m, 3) working-frame queries → (m,) generalized winding numbers of the scan with the normals the
+        start used (its global inside/outside); None for a fit that did not start from it.
 
         A fit restored from a checkpoint rebuilds the dipoles the same way the start built them (no random
         choice enters), so the answer is the same as before the interruption."""
@@ -209,17 +215,13 @@ class LevelSetFitter:
         if self._start_dipoles is None:
             from scipy.spatial import cKDTree
 
-            from recon.core.initial_field import InitialFieldConfig, scan_dipoles
             from recon.core.smoothing import smoothed_points
 
             points = self.points.detach().cpu().numpy().astype(np.float64)
             if self.start_smoothed:
                 points = smoothed_points(points)
-            field_config = InitialFieldConfig(closure_winding=self.config.start.closure_winding)
-            self._start_dipoles = scan_dipoles(
-                points, self._start_normals(points), cKDTree(points), field_config
-            )
-        return self._start_dipoles.winding_numbers(np.asarray(queries, dtype=np.float64))
+            _, self._start_dipoles = self._oriented_dipoles(points, cKDTree(points), self._field_config())
+        return self._start_dipoles.winding_numbers
 
     def _use_estimated_normals(self, normals: np.ndarray) -> None:
         """Make the start's (n, 3) estimated normals the normal term's target, when the config asks and

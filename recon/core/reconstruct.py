@@ -404,17 +404,8 @@ def _checked_mesh(
     while True:
         mesh = working_mesh(fitter, cfg.mesh.resolution)
         check = _surface_check(fitter, mesh, _host_points(fitter))
-        attempts.append(
-            {
-                "start_orientation": fitter.start_orientation,
-                "seed": fitter.config.seed,
-                "suspect": check["suspect"],
-                "has_lobe": check["has_lobe"],
-                "invented_beyond_closure_share": check["invented_beyond_closure_share"],
-                "reasons": check["reasons"],
-            }
-        )
         results.append((fitter, mesh, check))
+        attempts.append(_attempt_record(fitter, check))
         run.log(
             f"surface check ({fitter.start_orientation} start, seed {fitter.config.seed}): {check_summary(check)}"
         )
@@ -451,6 +442,14 @@ def _checked_mesh(
             f"to one object, or try --preset paper"
         )
     return fitter, mesh, check
+
+
+def _attempt_record(fitter: LevelSetFitter, check: dict) -> dict:
+    """What ``meta.json`` keeps of one attempt (``surface_check.attempts``)."""
+    keys = ("suspect", "has_lobe", "invented_beyond_closure_share", "reasons")
+    return {"start_orientation": fitter.start_orientation, "seed": fitter.config.seed} | {
+        key: check[key] for key in keys
+    }
 
 
 LOBE_RESEEDS = 2
@@ -505,7 +504,7 @@ def _surface_check(fitter: LevelSetFitter, mesh, scan: np.ndarray) -> dict:
         scan,
         domain_bound=cfg.mesh.extract_bound,
         seed=cfg.seed,
-        winding=fitter.scan_winding_numbers if cfg.start.init == "signed-distance" else None,
+        winding=fitter.scan_winding(),
     ).to_dict()
 
 

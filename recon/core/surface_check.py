@@ -219,8 +219,8 @@ def check_surface(
         Fixes the scan subset and the mesh samples.
     winding : callable, optional
         (m, 3) points → (m,) generalized winding numbers of the scan, in the same frame (the one the fit's
-        start used, recon.core.winding). Without it ``invented_beyond_closure_share`` is None and that
-        criterion is skipped.
+        start used, recon.core.winding). Without it ``invented_beyond_closure_share`` is None and
+        ``has_lobe`` False.
 
     Returns
     -------

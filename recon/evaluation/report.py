@@ -136,9 +136,7 @@ def _record(run_dir: Path) -> RunRecord:
     if not evaluation:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error="eval.json is unreadable")
     variant = str(evaluation.get("variant") or variant)
-    suspect, reasons = surface_check(run_dir)
-    check = read_json_object_or_empty(run_dir / "meta.json").get("surface_check")
-    lobe = isinstance(check, dict) and check.get("has_lobe") is True
+    suspect, reasons, lobe = surface_check(run_dir)
     if evaluation.get("metrics") is None:
         return RunRecord(
             scan_id,
@@ -165,15 +163,17 @@ def _record(run_dir: Path) -> RunRecord:
     )
 
 
-def surface_check(run_dir: Path) -> tuple[bool | None, list[str]]:
-    """Whether the fit's surface check (``meta.json`` → ``surface_check``) flagged the mesh, and why.
+def surface_check(run_dir: Path) -> tuple[bool | None, list[str], bool]:
+    """Whether the fit's surface check (``meta.json`` → ``surface_check``) flagged the mesh, why, and
+    whether the fit kept it with a lobe.
 
-    None when the run has no such check (baselines, fits from before the check).
+    Suspect is None when the run has no such check (baselines, fits from before the check).
     """
     check = read_json_object_or_empty(run_dir / "meta.json").get("surface_check")
     if not isinstance(check, dict) or not isinstance(check.get("suspect"), bool):
-        return None, []
-    return check["suspect"], [str(reason) for reason in check.get("reasons") or []]
+        return None, [], False
+    reasons = [str(reason) for reason in check.get("reasons") or []]
+    return check["suspect"], reasons, check.get("has_lobe") is True
 
 
 def flat_metrics(evaluation: dict) -> dict[str, float]:
