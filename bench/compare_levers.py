@@ -2,7 +2,8 @@
 
 Each column is ``NAME=ROWS:LABEL:NORMALS`` (bench_spread rows, the run label, 'yes' or 'no'); a draw scores
 the better of mesh.ply and mesh_trimmed.ply, as the benchmark does; a refused fit (non-zero exit) is
-counted and shown, never averaged. The cell is "mean / worst" over the seeds present, ×1000 diagonal.
+counted and shown, never averaged. The cell is "mean / worst" over the seeds present (or the draws
+``--seeds`` / ``--threads`` pick, so that every column compares the same draws), ×1000 diagonal.
 
     python bench/compare_levers.py --scans airplane_clean,camel_noisy \\
         --column "with normals=bench/out/full/rows.jsonl:eb62f49:yes" \\
@@ -37,14 +38,23 @@ def main() -> None:
     parser.add_argument("--scans", required=True)
     parser.add_argument("--column", action="append", required=True, help="NAME=ROWS:LABEL:NORMALS")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 (default: every draw)")
+    parser.add_argument("--threads", type=int, help="only draws with this thread count (default: every draw)")
     args = parser.parse_args()
+    seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
     columns = []
     cache: dict[str, list[dict]] = {}
     for spec in args.column:
         name, rest = spec.split("=", 1)
         path, label, normals = rest.rsplit(":", 2)
         if path not in cache:
-            cache[path] = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+            rows = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+            cache[path] = [
+                r
+                for r in rows
+                if (seeds is None or r["seed"] in seeds)
+                and (args.threads is None or r["threads"] == args.threads)
+            ]
         columns.append((name, cache[path], label, normals))
     lines = [
         "| scan | " + " | ".join(name for name, *_ in columns) + " |",

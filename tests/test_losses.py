@@ -37,6 +37,24 @@ def test_brute_force_path_agrees_with_kdtree_indices(cloud):
     assert torch.equal(a, b)
 
 
+def test_bounded_lookup_is_exact_within_and_never_pulls_far_queries_inside(cloud):
+    points, queries = cloud
+    points, queries = points.float(), (queries * 0.3 + 0.5).float()  # float32, as in a fit
+    nearest = NearestScanPoint(points)
+    true_distance = torch.cdist(queries.double(), points.double()).min(dim=1).values
+    within = float(true_distance.median())
+    exact, bounded = nearest.indices(queries), nearest.indices(queries, within=within)
+    inside = true_distance <= within
+    assert 0 < int(inside.sum()) < len(queries)
+    assert torch.equal(bounded[inside], exact[inside])
+    # A far query's stand-in point is farther than its nearest, so the level-set term's reach still drops it.
+    far_distance = nearest.distances(queries[~inside], bounded[~inside])
+    assert bool((far_distance > within).all())
+    reach_masked = levelset_sample_term(queries, torch.zeros(len(queries)), nearest, "2020", bounded, within)
+    reach_exact = levelset_sample_term(queries, torch.zeros(len(queries)), nearest, "2020", exact, within)
+    assert float(reach_masked) == float(reach_exact)
+
+
 def test_distance_gradient_points_away_from_nearest_point(cloud):
     points, queries = cloud
     q = queries.clone().requires_grad_(True)

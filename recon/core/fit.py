@@ -268,16 +268,12 @@ class LevelSetFitter:
         levels = sample_values.detach()
         moved = sample_network(self.model, samples, levels, sample_grads, values=sample_values)
 
+        reach = self.sampler.levelset_reach()
         nearest = None
         if batch.general_nearest is not None:
-            nearest = torch.cat([self.nearest.indices(zero), batch.general_nearest])
+            nearest = torch.cat([self.nearest.indices(zero, within=reach), batch.general_nearest])
         levelset = levelset_sample_term(
-            moved,
-            levels,
-            self.nearest,
-            cfg.loss.loss_form,
-            nearest,
-            max_distance=self.sampler.levelset_reach(),
+            moved, levels, self.nearest, cfg.loss.loss_form, nearest, max_distance=reach
         )
         data = data_term(values[:n_data], cfg.loss.loss_form)
         loss = levelset + cfg.loss.data_weight * data

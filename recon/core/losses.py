@@ -17,6 +17,8 @@ DISTANCE_EPS = 1e-7
 """Added under the square root of the nearest distance (the reference value): a finite gradient at d = 0."""
 BULK_QUERY = 50_000
 """Queries from which a nearest-neighbour lookup uses every core (see NearestScanPoint.indices)."""
+WITHIN_SLACK = 1e-3
+"""Relative margin of ``within`` (NearestScanPoint.indices): far above float32's error in a distance."""
 
 
 class NearestScanPoint:
@@ -57,16 +59,28 @@ class NearestScanPoint:
             return cKDTree(self.points.cpu().numpy().astype(np.float64), leafsize=64)
         return self._tree
 
-    def indices(self, queries: torch.Tensor) -> torch.Tensor:
-        """Index (m,) long of the nearest scan point of each (m, 3) query."""
+    def indices(self, queries: torch.Tensor, within: float | None = None) -> torch.Tensor:
+        """Index (m,) long of the nearest scan point of each (m, 3) query.
+
+        ``within``: only queries that have a scan point within this distance need their true nearest one;
+        the others get index 0, a point at least as far as their nearest, so a distance computed from it
+        is still beyond ``within``. The KD-tree then stops early on far queries (most of a step's zero
+        samples lie away from the scan).
+        """
         q = queries.detach()
         if self._tree is not None:
             # One worker for the few thousand points of a step: scipy's thread pool contends with torch's
             # spinning OpenMP threads and is 10× slower there. Large one-off queries (the sample pools at
             # the start) gain from every core.
             workers = -1 if len(q) >= BULK_QUERY else 1
-            _, idx = self._tree.query(q.cpu().numpy().astype(np.float64), k=1, workers=workers)
-            return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(q.device)
+            # The slack keeps every query the float32 distance could put within ``within`` exact.
+            bound = np.inf if within is None else within * (1.0 + WITHIN_SLACK)
+            _, idx = self._tree.query(
+                q.cpu().numpy().astype(np.float64), k=1, workers=workers, distance_upper_bound=bound
+            )
+            idx = np.asarray(idx, dtype=np.int64)
+            idx[idx == len(self.points)] = 0  # scipy's "none within the bound"
+            return torch.from_numpy(idx).to(q.device)
         out = []
         for chunk in torch.split(q, self.chunk):
             out.append(torch.cdist(chunk, self.points).argmin(dim=1))

@@ -351,13 +351,14 @@ def _train_and_mesh(
     from recon.io import save_mesh
 
     cfg = fitter.config
-    save_mesh(run.mesh_path, normalization.to_scan(vertices), faces, force=True)
+    scan_vertices = normalization.to_scan(vertices)
+    save_mesh(run.mesh_path, scan_vertices, faces, force=True)
     run.log(f"mesh {run.mesh_path}: {report}")
     if cfg.mesh.trim:
         report["trimmed"] = _write_trimmed(run, fitter, normalization, vertices, faces)
     _record_model_report(run, fitter)
     if thumbnail:
-        _try_thumbnail(run)
+        run.try_thumbnail(scan_vertices, faces)
     summary = {"steps": fitter.step, "train_seconds": round(fitter.seconds, 3), "mesh": report}
     run.mark_done(summary | {"surface_check": check})
     return FitResult(run.path, run.mesh_path, fitter.step, fitter.seconds, report, check)
@@ -579,13 +580,6 @@ def _record_model_report(run: RunFolder, fitter: LevelSetFitter) -> None:
         name, values, summary = result
         run.write_json(f"{name}.json", values)
         run.log(summary)
-
-
-def _try_thumbnail(run: RunFolder) -> None:
-    from recon.io import load_mesh
-
-    mesh = load_mesh(run.mesh_path)
-    run.try_thumbnail(mesh.vertices, mesh.faces)
 
 
 def _save_scan_points(run: RunFolder, points: np.ndarray, normals: np.ndarray | None) -> None:
