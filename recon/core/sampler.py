@@ -53,7 +53,7 @@ class LevelSetSampler:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.pool: torch.Tensor | None = None
         """(m, 3) zero-level-set samples carried to the next step (warm start), or None."""
-        self.general_pools = self._general_pools() if config.sampling.general_pool else None
+        self._general_pools: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.anchor = torch.zeros(0, 4, device=self.device)
         """(a, 4) anchor samples far from the scan: x, y, z and the start's signed distance estimate."""
 
@@ -76,6 +76,19 @@ class LevelSetSampler:
             self.pool = self.bounded(bounded_newton_step(zero, levels, grads, max_move=sampling.seed_bound))
         else:
             self.pool = zero.detach()
+
+    @property
+    def general_pools(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per sigma: (general_pool, 3) fixed samples and their (general_pool,) nearest scan point indices;
+        None without pools. Built on first use, after the start has set the anchor: only samples within
+        the level-set reach need their true nearest point, and most of the wide pool lies beyond it."""
+        if self._general_pools is None and self.config.sampling.general_pool:
+            self._general_pools = self._build_general_pools()
+        return self._general_pools
+
+    @general_pools.setter
+    def general_pools(self, pools: list[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        self._general_pools = pools
 
     def levelset_reach(self) -> float | None:
         """Samples farther than this from the scan leave the level-set term to the anchor (None: all stay)."""
@@ -124,15 +137,15 @@ class LevelSetSampler:
         )
         return self.bounded(projection.points)
 
-    def _general_pools(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per sigma: (general_pool, 3) fixed samples and their (general_pool,) nearest scan point indices."""
+    def _build_general_pools(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         sampling = self.config.sampling
         generator = torch.Generator().manual_seed(self.config.seed + 1)
+        reach = self.levelset_reach()
         pools = []
         for sigma in sampling.general_sigmas:
             idx = torch.randint(len(self.points), (sampling.general_pool,), generator=generator)
             samples = gaussian_seeds(self.points[idx.to(self.device)], sigma, generator)
-            pools.append((samples, self.nearest.indices(samples)))
+            pools.append((samples, self.nearest.indices(samples, within=reach)))
         return pools
 
     def _general_samples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
