@@ -249,11 +249,19 @@ def main() -> None:
     parser.add_argument("--keep-runs", action="store_true")
     parser.add_argument("--markdown", default=None, help="write the summary table here")
     parser.add_argument("--table-only", action="store_true", help="print the table of existing rows")
-    parser.add_argument("--labels", help="the labels the table shows, in order (default: every label)")
+    parser.add_argument(
+        "--labels",
+        help="the labels the table shows, in order (default: every label); LABEL:yes or LABEL:no keeps "
+        "only that label's draws with or without normals",
+    )
     args = parser.parse_args()
     rows = load_rows(Path(args.out) / "rows.jsonl") if args.table_only else run(args)
     _backfill_attempts(rows, Path(args.out))
     labels = args.labels.split(",") if args.labels else list(dict.fromkeys(r["label"] for r in rows))
+    # LABEL:NORMALS keeps only that label's rows with (yes) or without (no) normals.
+    only = dict(lab.split(":", 1) for lab in labels if ":" in lab)
+    labels = [lab.split(":", 1)[0] for lab in labels]
+    rows = [r for r in rows if only.get(r["label"], r["normals"]) == r["normals"]]
     table = summary_table(rows, labels)
     print(table)
     if args.markdown:
