@@ -58,6 +58,14 @@ ARITHMETIC = {
 """Environment of each ``--arith`` draw."""
 
 
+def run_dir_of(out: Path, row: dict) -> Path:
+    """The run folder of one draw (scan, normals, seed, threads, label and, when not native, arith)."""
+    arith = row.get("arith", "native")
+    suffix = "" if arith == "native" else f"-{arith}"
+    name = f"{row['scan']}-{row['normals']}-s{row['seed']}-t{row['threads']}{suffix}"
+    return out / "runs" / row["label"] / name
+
+
 def fit_once(
     scan: Path, run_dir: Path, seed: int, threads: int, extra: list[str], arith: str = "native"
 ) -> tuple[int, float, str]:
@@ -119,18 +127,16 @@ def run(args) -> list[dict]:
                     key = (scan_id, normals, seed, threads, args.label, args.arith)
                     if key in done:
                         continue
-                    suffix = "" if args.arith == "native" else f"-{args.arith}"
-                    run_dir = out / "runs" / args.label / f"{scan_id}-{normals}-s{seed}-t{threads}{suffix}"
-                    rc, wall, last = fit_once(source, run_dir, seed, threads, extra, args.arith)
                     row = {
                         "scan": scan_id,
                         "normals": normals,
                         "seed": seed,
                         "threads": threads,
                         "label": args.label,
-                        "rc": rc,
-                        "wall_s": round(wall, 2),
                     } | ({} if args.arith == "native" else {"arith": args.arith})
+                    run_dir = run_dir_of(out, row)
+                    rc, wall, last = fit_once(source, run_dir, seed, threads, extra, args.arith)
+                    row |= {"rc": rc, "wall_s": round(wall, 2)}
                     if rc == 0:
                         row |= chamfer_l1(run_dir / "mesh.ply", gt)
                         row |= chamfer_l1(run_dir / "mesh_trimmed.ply", gt, prefix="trimmed_")
@@ -164,7 +170,7 @@ def _backfill_attempts(rows: list[dict], out: Path) -> None:
     """Rows written before ``attempts`` was recorded take it from their run folder's meta.json, if kept."""
     for r in rows:
         if "attempts" not in r:
-            run_dir = out / "runs" / r["label"] / f"{r['scan']}-{r['normals']}-s{r['seed']}-t{r['threads']}"
+            run_dir = run_dir_of(out, r)
             r |= _attempts_of(_check_of(run_dir)) if (run_dir / "meta.json").exists() else {}
 
 

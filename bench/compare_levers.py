@@ -3,7 +3,8 @@
 Each column is ``NAME=ROWS:LABEL:NORMALS`` (bench_spread rows, the run label, 'yes' or 'no'); a draw scores
 the better of mesh.ply and mesh_trimmed.ply, as the benchmark does; a refused fit (non-zero exit) is
 counted and shown, never averaged. The cell is "mean / worst" over the seeds present (or the draws
-``--seeds`` / ``--threads`` pick, so that every column compares the same draws), ×1000 diagonal.
+``--seeds`` / ``--threads`` / ``--arith`` pick, so that every column compares the same draws), ×1000
+diagonal.
 
     python bench/compare_levers.py --scans airplane_clean,camel_noisy \\
         --column "with normals=bench/out/full/rows.jsonl:eb62f49:yes" \\
@@ -40,6 +41,10 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 (default: every draw)")
     parser.add_argument("--threads", type=int, help="only draws with this thread count (default: every draw)")
+    parser.add_argument(
+        "--arith",
+        help="only draws with this arithmetic (native, avx2; bench_spread.py --arith; default: every draw)",
+    )
     args = parser.parse_args()
     seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
     columns = []
@@ -54,6 +59,7 @@ def main() -> None:
                 for r in rows
                 if (seeds is None or r["seed"] in seeds)
                 and (args.threads is None or r["threads"] == args.threads)
+                and (args.arith is None or r.get("arith", "native") == args.arith)
             ]
         columns.append((name, cache[path], label, normals))
     lines = [
