@@ -45,6 +45,7 @@ def _attack_names() -> CommaList:
 @click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
 @_train_option("arch", type=_choices("arch"))
 @_train_option("epochs", type=click.IntRange(min=1))
+@_train_option("steps", type=click.IntRange(min=1))
 @_train_option("eps", type=NON_NEGATIVE)
 @_train_option("batch_size", type=click.IntRange(min=1))
 @_train_option("lr", type=POSITIVE)
@@ -65,10 +66,12 @@ def _attack_names() -> CommaList:
 @_train_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run folder.")
 @click.option(
-    "--resume", is_flag=True, help="Continue the run in -o from its checkpoint (--epochs extends it)."
+    "--resume",
+    is_flag=True,
+    help="Continue the run in -o from its checkpoint (--epochs or --steps extends it).",
 )
 @click.option("--quiet", is_flag=True)
-def train(run_dir, resume, force, quiet, epochs, **options):
+def train(run_dir, resume, force, quiet, epochs, steps, **options):
     """Train a classifier with a (robust) training method into a run folder."""
     from recon.robust.train import TrainConfig, resume_run, train_run
 
@@ -77,20 +80,27 @@ def train(run_dir, resume, force, quiet, epochs, **options):
             extra = f"  boundary {log.boundary_fraction:.2f}" if log.boundary_fraction is not None else ""
             test = "-" if log.test_acc is None else f"{log.test_acc:.4f}"
             click.echo(
-                f"epoch {log.epoch}  loss {log.loss:.4f}  train {log.train_acc:.4f}  test {test}"
+                f"epoch {log.epoch} (step {log.steps})  loss {log.loss:.4f}  train {log.train_acc:.4f}  test {test}"
                 f"  {log.seconds:.1f}s{extra}",
                 err=True,
             )
 
     try:
         if resume:
-            result = resume_run(run_dir, epochs=epochs if _given("epochs") else None, progress=progress)
+            result = resume_run(
+                run_dir,
+                epochs=epochs if _given("epochs") else None,
+                steps=steps if _given("steps") else None,
+                progress=progress,
+            )
         else:
-            result = train_run(TrainConfig(epochs=epochs, **options), run_dir, force=force, progress=progress)
+            result = train_run(
+                TrainConfig(epochs=epochs, steps=steps, **options), run_dir, force=force, progress=progress
+            )
     except KeyboardInterrupt:
         raise ReconError(f"interrupted; continue with: recon robust train --resume -o {run_dir}") from None
     if not quiet:
-        click.echo(f"done: {result.epochs} epochs in {result.seconds:.1f}s", err=True)
+        click.echo(f"done: {result.epochs} epochs ({result.steps} steps) in {result.seconds:.1f}s", err=True)
     click.echo(str(result.run_dir))
 
 

@@ -388,6 +388,8 @@ NONSENSE_OPTIONS = {
     "robust train levelset --eps nan": ["robust", "train", "--method", "levelset", "--dataset", "digits",
                                         "--eps", "nan"],
     "robust train --eps-wrong inf": ["robust", "train", "--method", "levelset", "--eps-wrong", "inf"],
+    "robust train --steps 0": ["robust", "train", "--method", "standard", "--steps", "0"],
+    "robust train --steps 1.5": ["robust", "train", "--method", "standard", "--steps", "1.5"],
     "lipschitz train --lr nan": ["lipschitz", "train", "--lr", "nan"],
     "lipschitz train --widths 255": ["lipschitz", "train", "--widths", "255", "--epochs", "1"],
     "lipschitz train --widths 256 --group-size 3": ["lipschitz", "train", "--widths", "256", "--group-size",

@@ -82,6 +82,50 @@ def test_resume_equals_uninterrupted(tmp_path):
         resume_run(tmp_path / "resumed")
 
 
+def test_a_step_length_run_stops_part_way_through_an_epoch_and_halves_the_rate_by_steps(tmp_path):
+    """limit 96 / batch 32 = 3 batches an epoch; 7 steps end one batch into the third epoch."""
+    result = train_run(_tiny("madry", steps=7), tmp_path / "run")
+    logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [log["steps"] for log in logs] == [3, 6, 7]
+    assert result.epochs == 3 and result.steps == 7
+    assert json.loads((result.run_dir / "DONE").read_text())["steps"] == 7
+    # Milestones at ceil(3.5) = 4 and ceil(5.25) = 6 steps: epoch logs carry the rate of their last step.
+    assert [log["lr"] for log in logs] == [1e-3, 5e-4, 2.5e-4]
+    state = torch.load(result.run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (3, 7)
+
+
+def test_a_step_length_run_resumed_and_extended_equals_one_run_of_the_same_order(tmp_path):
+    """Stopping after the first epoch and resuming gives the uninterrupted model; --steps extends a done run."""
+    config = _tiny("levelset", steps=5, warmup_epochs=0)
+    straight = train_run(config, tmp_path / "straight")
+
+    def stop_after_first(log):
+        if log.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "resumed", progress=stop_after_first)
+    resume_run(tmp_path / "resumed")
+    a = torch.load(straight.run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["step"] == b["step"] == 5
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    with pytest.raises(RunDirError, match="already trained 5 steps; pass a larger --steps"):
+        resume_run(tmp_path / "resumed")
+    assert resume_run(tmp_path / "resumed", steps=8).steps == 8
+
+
+def test_a_checkpoint_without_a_step_count_resumes_at_its_epoch_boundary(tmp_path):
+    result = train_run(_tiny("standard", epochs=1), tmp_path / "run")
+    checkpoint = result.run_dir / "checkpoints" / "latest.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    del state["step"]
+    torch.save(state, checkpoint)
+    assert resume_run(result.run_dir, epochs=2).steps == 6
+
+
 def test_run_folder_is_not_overwritten_without_force(tmp_path):
     train_run(_tiny("standard", epochs=1), tmp_path / "run")
     with pytest.raises(RunDirError, match="--force"):

@@ -5,7 +5,7 @@ boundary at least a margin (L2 or L∞) away from every correctly classified tra
 boundary samples and sample network as the level-set robustness loss.
 
 One run folder per training (see :mod:`recon.run`): config.json, meta.json, log, metrics.jsonl (one record
-per epoch), checkpoints/latest.pt (model + optimizer + epoch, saved after every epoch), DONE. All randomness of
+per epoch), checkpoints/latest.pt (model + optimizer + epoch + step, saved after every epoch), DONE. All randomness of
 epoch e comes from a generator seeded by (seed, e), so a run resumed after epoch e equals an uninterrupted one.
 """
 
@@ -60,6 +60,10 @@ class TrainConfig:
     """small-cnn | mlp | convnet4"""
     epochs: int = 10
     """Passes over the training images."""
+    steps: int | None = None
+    """Optimizer steps of the whole run instead of whole epochs (the last epoch stops part-way; the learning
+    rate halves at 50% and 75% of the steps). Equal-wall-budget comparisons set it from a measured cost per
+    step, so that methods of different cost get the same time and each run stays reproducible."""
     batch_size: int = 128
     """Images per step."""
     lr: float = 1e-3
@@ -148,7 +152,9 @@ _POSITIVE = ("lr", "eps_correct", "eps_wrong", "accept", "cure_h", "margin", "ma
 _MINIMUM = {
     **dict.fromkeys(("eps", "trades_beta", "correct_weight", "cure_lambda", "margin_weight"), 0),
     **dict.fromkeys(("warmup_epochs", "test_limit"), 0),
-    **dict.fromkeys(("epochs", "batch_size", "limit", "per_class", "pgd_steps", "levelset_iters"), 1),
+    **dict.fromkeys(
+        ("epochs", "steps", "batch_size", "limit", "per_class", "pgd_steps", "levelset_iters"), 1
+    ),
 }
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
@@ -206,6 +212,8 @@ class EpochLog:
     lr: float
     seconds: float
     boundary_fraction: float | None = None
+    steps: int | None = None
+    """Optimizer steps of the run so far (at the end of this epoch)."""
 
 
 class Trainer:
@@ -236,6 +244,7 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.epoch = 0
+        self.step = 0
         self.margin = None
         if config.method == "margin":
             self.margin = config.margin or auto_margin(x, y, config.margin_norm)
@@ -254,20 +263,36 @@ class Trainer:
             "std": self.std,
         }
 
-    def learning_rate(self, epoch: int) -> float:
-        milestones = (math.ceil(0.5 * self.config.epochs), math.ceil(0.75 * self.config.epochs))
-        return self.config.lr * 0.5 ** sum(epoch >= m for m in milestones if m > 0)
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.labels) / self.config.batch_size)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has reached its length (``steps`` when set, else ``epochs``)."""
+        if self.config.steps is not None:
+            return self.step >= self.config.steps
+        return self.epoch >= self.config.epochs
+
+    def learning_rate(self, epoch: int, step: int = 0) -> float:
+        """Adam's rate in ``epoch`` (epoch-length runs) or at global ``step`` (step-length runs)."""
+        length, at = (self.config.epochs, epoch) if self.config.steps is None else (self.config.steps, step)
+        milestones = (math.ceil(0.5 * length), math.ceil(0.75 * length))
+        return self.config.lr * 0.5 ** sum(at >= m for m in milestones if m > 0)
 
     def run_epoch(self) -> EpochLog:
-        """Train one epoch (the next one) and return its log."""
+        """Train one epoch (the next one; a step-length run stops it at its last step) and return its log."""
         cfg, started = self.config, time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
-        lr = self.learning_rate(self.epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.learning_rate(self.epoch, self.step)
         order = torch.randperm(len(self.labels), generator=generator).to(self.device)
-        total_loss, correct, boundary = 0.0, 0, 0
+        total_loss, correct, boundary, seen = 0.0, 0, 0, 0
         for start in range(0, len(order), cfg.batch_size):
+            if self.finished:
+                break
+            lr = self.learning_rate(self.epoch, self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             rows = order[start : start + cfg.batch_size]
             x, y = self.images[rows], self.labels[rows]
             with torch.no_grad():
@@ -278,15 +303,19 @@ class Trainer:
             self.optimizer.step()
             total_loss += float(loss.detach()) * len(rows)
             boundary += found
+            seen += len(rows)
+            self.step += 1
         self.epoch += 1
+        seen = max(seen, 1)
         return EpochLog(
             epoch=self.epoch,
-            loss=total_loss / len(order),
-            train_acc=correct / len(order),
+            loss=total_loss / seen,
+            train_acc=correct / seen,
             test_acc=self.test_accuracy(),
             lr=lr,
             seconds=round(time.perf_counter() - started, 3),
-            boundary_fraction=boundary / len(order) if cfg.method in ("levelset", "margin") else None,
+            boundary_fraction=boundary / seen if cfg.method in ("levelset", "margin") else None,
+            steps=self.step,
         )
 
     def batch_loss(
@@ -352,15 +381,18 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
+            "step": self.step,
         }
 
     def load_state_dict(self, state: dict) -> None:
         epoch = int(state["epoch"])
-        if epoch < 0:
-            raise ValueError(f"negative epoch {epoch}")
+        # Checkpoints written before step counting held whole epochs only.
+        step = int(state.get("step", epoch * self.batches_per_epoch))
+        if epoch < 0 or step < 0:
+            raise ValueError(f"negative epoch {epoch} or step {step}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch = epoch
+        self.epoch, self.step = epoch, step
 
 
 def margin_boundary_search(
@@ -505,6 +537,7 @@ class TrainResult:
     epochs: int
     seconds: float
     last: EpochLog | None
+    steps: int = 0
 
 
 def train_run(
@@ -524,22 +557,27 @@ def train_run(
         {"config": config.to_dict(), "model": trainer.model_spec(), "resolved": trainer.resolved_options()},
     )
     run.write_json("meta.json", environment_metadata(str(trainer.device), config.seed))
-    run.log(
-        f"robust train {config.method} on {config.dataset}: {len(trainer.labels)} images, {config.epochs} epochs"
-    )
+    length = f"{config.epochs} epochs" if config.steps is None else f"{config.steps} steps"
+    run.log(f"robust train {config.method} on {config.dataset}: {len(trainer.labels)} images, {length}")
     return _continue(trainer, run, progress)
 
 
 def resume_run(
-    run_dir: str | Path, *, epochs: int | None = None, progress: Callable[[EpochLog], None] | None = None
+    run_dir: str | Path,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    progress: Callable[[EpochLog], None] | None = None,
 ) -> TrainResult:
-    """Continue an interrupted run from its last checkpoint (``epochs`` extends a finished one)."""
+    """Continue an interrupted run from its last checkpoint (``epochs`` or ``steps`` extends a finished one)."""
     run = RunFolder.open(run_dir)
     config = load_train_config(run)
     spec = _run_spec(run)
     _model_from_spec(spec["model"], run)  # a run whose spec no longer describes a network stays refused
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    if steps is not None:
+        config = replace(config, steps=steps)
     trainer = Trainer(config)
     state = run.load_checkpoint(map_location=trainer.device)
     try:
@@ -549,19 +587,27 @@ def resume_run(
             f"{run.checkpoint_path} does not fit the network and optimizer of {run.config_path} "
             f"({type(exc).__name__}); refused"
         ) from None
-    if trainer.epoch >= config.epochs:
-        raise RunDirError(
-            f"{run.path} already trained {trainer.epoch} epochs; pass a larger --epochs to extend it"
+    if trainer.finished:
+        done, flag = (
+            (f"{trainer.epoch} epochs", "--epochs")
+            if config.steps is None
+            else (f"{trainer.step} steps", "--steps")
         )
+        raise RunDirError(f"{run.path} already trained {done}; pass a larger {flag} to extend it")
     run.clear_done()
     run.write_json("config.json", {**spec, "config": config.to_dict()})
-    run.log(f"resumed at epoch {trainer.epoch} of {config.epochs}")
+    length = (
+        f"epoch {trainer.epoch} of {config.epochs}"
+        if config.steps is None
+        else f"step {trainer.step} of {config.steps}"
+    )
+    run.log(f"resumed at {length}")
     return _continue(trainer, run, progress)
 
 
 def _continue(trainer: Trainer, run: RunFolder, progress: Callable[[EpochLog], None] | None) -> TrainResult:
     started, last = time.perf_counter(), None
-    while trainer.epoch < trainer.config.epochs:
+    while not trainer.finished:
         last = trainer.run_epoch()
         run.save_checkpoint(trainer.state_dict())
         run.append_metrics(asdict(last))
@@ -571,9 +617,14 @@ def _continue(trainer: Trainer, run: RunFolder, progress: Callable[[EpochLog], N
             progress(last)
     seconds = time.perf_counter() - started
     run.mark_done(
-        {"epochs": trainer.epoch, "seconds": round(seconds, 2), "test_acc": last.test_acc if last else None}
+        {
+            "epochs": trainer.epoch,
+            "steps": trainer.step,
+            "seconds": round(seconds, 2),
+            "test_acc": last.test_acc if last else None,
+        }
     )
-    return TrainResult(run_dir=run.path, epochs=trainer.epoch, seconds=seconds, last=last)
+    return TrainResult(run_dir=run.path, epochs=trainer.epoch, seconds=seconds, last=last, steps=trainer.step)
 
 
 def _run_spec(run: RunFolder) -> dict:
