@@ -64,7 +64,12 @@ def _reference_loss(fitter: LevelSetFitter, model: torch.nn.Module, batch) -> to
     moved = sample_network(model, samples, levels, grads)
     nearest = torch.cat([fitter.nearest.indices(batch.zero), batch.general_nearest])
     loss = levelset_sample_term(
-        moved, levels, fitter.nearest, cfg.loss.loss_form, nearest, max_distance=cfg.start.anchor_distance
+        moved,
+        levels,
+        fitter.nearest,
+        cfg.loss.loss_form,
+        nearest,
+        max_distance=fitter.sampler.levelset_reach(),
     )
     loss = loss + cfg.loss.data_weight * data_term(
         model(fitter.points[batch.scan_indices]), cfg.loss.loss_form

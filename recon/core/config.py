@@ -84,11 +84,21 @@ class StartConfig:
     point is near, the level-set term only pulls the zero set towards the nearest data — caps over holes
     and unseen sides dent or balloon by an amount that changes with the seed; the anchor keeps them on
     the start's deterministic winding-number surface instead."""
-    anchor_distance: float = 0.04
+    anchor_distance: float = 0.02
     """Working-frame distance from the scan beyond which samples follow the anchor term instead of the
-    level-set term (used when anchor_weight > 0)."""
+    level-set term (used when anchor_weight > 0), when the start is oriented by the scan's own normals. Its
+    caps are the start's: within the reach the level-set term alone shapes them, differently per seed and
+    machine (bench/spread); 0.02 against 0.04 pins them (bench/full/anchor_distance.md)."""
+    anchor_distance_estimated: float = 0.04
+    """``anchor_distance`` when the start is oriented by estimated normals (a scan without normals, or a
+    repair's re-orientation). Wider: near the scan such a start is less reliable, and pinning the field to it
+    at 0.02 made the worst seed worse on 14 of 24 scans (bench/full/anchor_distance.md)."""
     anchor_samples: int = 2_000
     """Anchor samples per step."""
+
+    def anchor_reach(self, orientation: str) -> float:
+        """The anchor's distance for a start oriented by ``orientation`` ('scan' or an estimated one)."""
+        return self.anchor_distance if orientation == "scan" else self.anchor_distance_estimated
 
     def validate(self) -> None:
         _check(
@@ -100,8 +110,10 @@ class StartConfig:
                 ),
                 (self.smooth_jump > 0 and self.smooth_jump_estimated > 0, "smooth_jump(_estimated) > 0"),
                 (
-                    self.anchor_weight >= 0 and self.anchor_distance > 0,
-                    "anchor_weight >= 0, anchor_distance > 0",
+                    self.anchor_weight >= 0
+                    and self.anchor_distance > 0
+                    and self.anchor_distance_estimated > 0,
+                    "anchor_weight >= 0, anchor_distance(_estimated) > 0",
                 ),
                 (
                     self.anchor_weight == 0 or self.init == "signed-distance",

@@ -183,9 +183,10 @@ class LevelSetFitter:
             self.model, queries, targets, points, field_config, seed=cfg.seed, device=self.device
         )
         if cfg.start.anchor_weight > 0:
-            far = tree.query(queries, k=1, workers=-1)[0] > cfg.start.anchor_distance
+            reach = cfg.start.anchor_reach(self.start_orientation)
+            far = tree.query(queries, k=1, workers=-1)[0] > reach
             anchor = np.concatenate([queries[far], targets[far, None]], axis=1)
-            self.sampler.anchor = torch.as_tensor(anchor, dtype=torch.float32, device=self.device)
+            self.sampler.set_anchor(torch.as_tensor(anchor, dtype=torch.float32, device=self.device), reach)
         self.seconds += time.perf_counter() - start
 
     def _field_config(self):

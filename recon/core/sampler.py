@@ -56,6 +56,8 @@ class LevelSetSampler:
         self._general_pools: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.anchor = torch.zeros(0, 4, device=self.device)
         """(a, 4) anchor samples far from the scan: x, y, z and the start's signed distance estimate."""
+        self.anchor_reach = config.start.anchor_distance
+        """Distance from the scan beyond which the anchor holds the field (set with the anchor)."""
 
     def draw(self, model: torch.nn.Module) -> StepBatch:
         """The next step's batch; ``model`` moves the zero-level-set samples onto its zero set."""
@@ -90,9 +92,13 @@ class LevelSetSampler:
     def general_pools(self, pools: list[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
         self._general_pools = pools
 
+    def set_anchor(self, anchor: torch.Tensor, reach: float) -> None:
+        """Hold the field at (a, 4) ``anchor`` samples, all farther than ``reach`` from the scan."""
+        self.anchor, self.anchor_reach = anchor, float(reach)
+
     def levelset_reach(self) -> float | None:
         """Samples farther than this from the scan leave the level-set term to the anchor (None: all stay)."""
-        return self.config.start.anchor_distance if len(self.anchor) else None
+        return self.anchor_reach if len(self.anchor) else None
 
     def bounded(self, p: torch.Tensor) -> torch.Tensor:
         """(m, 3) samples clamped into the meshing box."""
@@ -175,6 +181,7 @@ class LevelSetSampler:
             "generator": self.generator.get_state(),
             "pool": self.pool.cpu() if self.pool is not None else torch.zeros(0, 3),
             "anchor": self.anchor.cpu(),
+            "anchor_reach": self.anchor_reach,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -182,3 +189,5 @@ class LevelSetSampler:
         pool = state["pool"]
         self.pool = pool.to(self.device) if len(pool) else None
         self.anchor = state.get("anchor", torch.zeros(0, 4)).to(self.device)
+        # Checkpoints written before the reach depended on the start's orientation used anchor_distance.
+        self.anchor_reach = float(state.get("anchor_reach", self.config.start.anchor_distance))
