@@ -173,6 +173,32 @@ def test_a_lobe_is_repaired_by_the_same_start_with_the_next_seed(tmp_path, monke
     assert result.surface_check["invented_beyond_closure_share"] < 0.005
 
 
+def test_a_tear_is_repaired_by_the_same_start_with_the_next_seed(tmp_path, monkeypatch):
+    import recon.core.surface_check as surface_check
+
+    real, calls = surface_check.check_surface, []
+
+    def check_surface(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == 1:
+            result.scan_torn_patches, result.has_tear = 0.011, True
+        return result
+
+    monkeypatch.setattr(surface_check, "check_surface", check_surface)
+    save_point_cloud(tmp_path / "torus.ply", torus_points(3000, seed=24))
+    _, result = fit_mesh(
+        tmp_path / "torus.ply", tmp_path / "run", steps=30, resolution=32, on_suspect="repair"
+    )
+    attempts = result.surface_check["attempts"]
+    assert [(a["seed"], a["has_tear"]) for a in attempts] == [(0, True), (1, False)]
+    assert result.surface_check["seed"] == 1 and not result.surface_check["has_tear"]
+    log = (tmp_path / "run" / "log").read_text()
+    first = next(line for line in log.splitlines() if "surface check (estimated start, seed 0)" in line)
+    assert "ok, but it" in first and "tore away from part of the scan" in first
+    assert "tore away from part of the scan; refitting from the estimated start, seed 1" in log
+
+
 def test_a_lobe_on_every_seed_keeps_the_least_one_and_its_checkpoint(tmp_path, monkeypatch):
     from recon.core.reconstruct import LOBE_RESEEDS
     from recon.run import RunFolder

@@ -320,3 +320,20 @@ def test_a_mesh_kept_with_a_lobe_is_counted_beside_the_suspect_ones(bench):
     write_report(bench, interactive=True)
     per_scan = (bench / "report.html").read_text().split("id='per-scan'>")[1].split("</table>")[0]
     assert per_scan.count("class='num lobe'") == 1 and per_scan.count("class='num suspect'") == 1
+
+
+def test_a_mesh_kept_with_a_tear_is_counted_beside_the_suspect_ones(bench):
+    bench, _ = bench
+    check = SURFACE_CHECKS["egg", "levelset"] | {"has_tear": True, "scan_torn_patches": 0.011}
+    write_json(
+        bench / "runs" / "egg" / "levelset" / "meta.json", {"method": "levelset", "surface_check": check}
+    )
+    table = write_report(bench, interactive=False).markdown
+    assert "| 3, suspect 1, tear 1 |" in table.split("## All scans")[1].split("##")[0]
+    assert "## Meshes kept with a tear (1)\n\n- egg / levelset" in table
+    with open(bench / "results_wide.csv") as f:
+        wide = {(r["variant"], r["method"]): r for r in csv.DictReader(f)}
+    assert wide["all", "levelset"]["tears"] == "1" and wide["all", "levelset"]["lobes"] == "0"
+    write_report(bench, interactive=True)
+    per_scan = (bench / "report.html").read_text().split("id='per-scan'>")[1].split("</table>")[0]
+    assert per_scan.count("class='num tear'") == 1

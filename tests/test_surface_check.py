@@ -243,7 +243,27 @@ def test_thick_noise_leaves_no_uncovered_patches():
     result = check(icosphere(), scan)
     assert result.scan_within_1pct < 0.93
     assert result.scan_uncovered_patches < 0.005
+    assert result.scan_torn_patches == 0.0 and not result.has_tear
     assert not result.suspect, result.reasons
+
+
+def test_a_torn_off_toe_is_a_tear_not_a_suspect():
+    """A sphere with a small fin (1 % of the scan) 0.1 beyond it, meshed as the sphere alone: too little of
+    the scan for the uncovered-patch criterion (3 %), but all of it more than 3 % of the diagonal away."""
+    fin = fin_points(200) + [0.05, 0.0, 0.0]
+    result = check(icosphere(), np.concatenate([noisy_sphere_scan(), fin]))
+    assert not result.suspect, result.reasons
+    assert result.scan_torn_patches == pytest.approx(200 / 20_200, rel=0.1)
+    assert result.has_tear
+    assert not check(icosphere(), noisy_sphere_scan()).has_tear
+    loose = check(icosphere(), np.concatenate([noisy_sphere_scan(), fin]),
+                  config=SurfaceCheckConfig(max_tear_share=0.02))  # fmt: skip
+    assert not loose.has_tear and loose.scan_torn_patches == result.scan_torn_patches
+
+
+def test_tear_settings_are_validated():
+    with pytest.raises(InputError, match="tear_distance"):
+        check(icosphere(), noisy_sphere_scan(), config=SurfaceCheckConfig(tear_distance=0.0))
 
 
 def test_patch_settings_are_validated():

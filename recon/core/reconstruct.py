@@ -393,8 +393,8 @@ def _checked_mesh(
 ):
     """Mesh the fit and check it against the scan. A suspect mesh is handled as ``config.on_suspect`` says
     (refit from the other starts and keep the first attempt that passes, see :func:`_next_attempt`; refuse;
-    or warn); with 'repair', a mesh with a lobe is also refitted with the next seeds, and the attempt with
-    the least surface beyond the closure is kept when none is free of it.
+    or warn); with 'repair', a mesh with a lobe or a tear is also refitted with the next seeds, and when none
+    is free of both, the attempt with the fewest flaws and the least surface beyond the closure is kept.
 
     Returns the fitter the mesh came from, (vertices, faces, report) in the working frame, and the check
     (a dict, also in meta.json). Raises FitRefusedError when the mesh stays suspect and the config does
@@ -411,9 +411,9 @@ def _checked_mesh(
             f"surface check ({fitter.start_orientation} start, seed {fitter.config.seed}): {check_summary(check)}"
         )
         attempt = _next_attempt(fitter, attempts)
-        if cfg.on_suspect != "repair" or attempt is None or not (check["suspect"] or check["has_lobe"]):
+        if cfg.on_suspect != "repair" or attempt is None or not (check["suspect"] or _flaws(check)):
             break
-        why = "failed its check" if check["suspect"] else "has a lobe beyond the closure"
+        why = "failed its check" if check["suspect"] else " and ".join(_flaws(check))
         run.log(f"the surface {why}; refitting from the {attempt[0]} start, seed {attempt[1]}")
         fitter = fitter.restarted(start_orientation=attempt[0], seed=attempt[1])
         _train(run, fitter, progress)
@@ -447,24 +447,38 @@ def _checked_mesh(
 
 def _attempt_record(fitter: LevelSetFitter, check: dict) -> dict:
     """What ``meta.json`` keeps of one attempt (``surface_check.attempts``)."""
-    keys = ("suspect", "has_lobe", "invented_beyond_closure_share", "reasons")
+    keys = (
+        "suspect",
+        "has_lobe",
+        "invented_beyond_closure_share",
+        "has_tear",
+        "scan_torn_patches",
+        "reasons",
+    )
     return {"start_orientation": fitter.start_orientation, "seed": fitter.config.seed} | {
         key: check[key] for key in keys
     }
 
 
 LOBE_RESEEDS = 2
-"""Refits with the next seeds of a mesh that passes its check but has a lobe beyond the closure. A lobe in
-unseen space is an accident of one optimization (on the bench it grew on one seed of three,
-bench/surface_check/beyond_closure.md), not a wrong inside/outside, so the same start with another seed is
-the repair; another orientation is not."""
+"""Refits with the next seeds of a mesh that passes its check but has a lobe beyond the closure or a tear. A
+lobe in unseen space is an accident of one optimization (on the bench it grew on one seed of three,
+bench/surface_check/beyond_closure.md), and so is a tear (a foot's toes torn away on one arithmetic draw of
+six, bench/surface_check/tears.md), not a wrong inside/outside, so the same start with another seed is the
+repair; another orientation is not."""
+
+
+def _flaws(check: dict) -> list[str]:
+    """What a mesh that may pass its check still gets wrong: a lobe beyond the closure, a tear."""
+    return [name for key, name in (("has_lobe", "has a lobe beyond the closure"),
+                                   ("has_tear", "tore away from part of the scan")) if check.get(key)]  # fmt: skip
 
 
 def _next_attempt(fitter: LevelSetFitter, attempts: list[dict]) -> tuple[str, int] | None:
     """(start orientation, seed) of the refit after ``attempts`` (None: nothing left to try).
 
     After a suspect mesh, the next untried orientation of recon.core.fit.START_ORIENTATIONS with the first
-    attempt's seed; after a mesh with a lobe, the same start with the next seed, up to ``LOBE_RESEEDS``
+    attempt's seed; after a mesh with a lobe or a tear, the same start with the next seed, up to ``LOBE_RESEEDS``
     times. Only a signed-distance start has either.
     """
     if fitter.config.start.init != "signed-distance":
@@ -481,12 +495,20 @@ def _next_attempt(fitter: LevelSetFitter, attempts: list[dict]) -> tuple[str, in
 
 
 def _kept_attempt(results: list[tuple]) -> tuple:
-    """The (fitter, mesh, check) to keep: of those that pass, one without a lobe, else the one with the
-    least surface beyond the closure; the last when none passes."""
+    """The (fitter, mesh, check) to keep: of those that pass, one without a lobe or a tear, else the one with
+    the fewest of them, then the least surface beyond the closure and the least scan torn away; the last when
+    none passes."""
     passing = [r for r in results if not r[2]["suspect"]]
     if not passing:
         return results[-1]
-    return min(passing, key=lambda r: (r[2]["has_lobe"], r[2]["invented_beyond_closure_share"] or 0.0))
+    return min(
+        passing,
+        key=lambda r: (
+            len(_flaws(r[2])),
+            r[2]["invented_beyond_closure_share"] or 0.0,
+            r[2].get("scan_torn_patches") or 0.0,
+        ),
+    )
 
 
 def _host_points(fitter: LevelSetFitter) -> np.ndarray:
@@ -512,8 +534,8 @@ def _surface_check(fitter: LevelSetFitter, mesh, scan: np.ndarray) -> dict:
 def check_summary(check: dict) -> str:
     """One line: the verdict and the numbers behind it (‰ of the scan's diagonal)."""
     verdict = "SUSPECT: " + "; ".join(check["reasons"]) if check["suspect"] else "ok"
-    if check.get("has_lobe") and not check["suspect"]:
-        verdict = "ok, but with a lobe beyond the closure"
+    if _flaws(check) and not check["suspect"]:
+        verdict = "ok, but it " + " and ".join(_flaws(check))
     share = check.get("invented_beyond_closure_share")
     beyond_closure = "" if share is None else f", beyond the closure {100 * share:.1f}%"
     return (

@@ -6,7 +6,7 @@
     results_wide.csv   one row per (variant, method): n, failed, suspect, and mean/std of every metric
     summary.json       the same aggregates as nested JSON, with the metric definitions and the failures
     table.md           the paper-shaped table per variant: method | Chamfer L1 | Chamfer L2 | F@1% |
-                       normal consistency | fit time | meshes ("n, suspect k[, lobe j]"), mean ± std
+                       normal consistency | fit time | meshes ("n, suspect k[, lobe j][, tear t]"), mean ± std
     report.html        one self-contained page: tables, plots and thumbnails embedded as PNG, and an
                        interactive three.js view of each mesh (:mod:`recon.evaluation.report_html`)
 
@@ -89,6 +89,9 @@ class RunRecord:
     lobe: bool = False
     """The fit kept a mesh with a lobe beyond the scan's closure (``surface_check.has_lobe``: its reseeds
     did not free it of one); counted beside suspect meshes, not as one."""
+    tear: bool = False
+    """The fit kept a mesh torn away from part of its scan (``surface_check.has_tear``; no reseed freed it
+    of the tear); counted like a lobe."""
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _record(run_dir: Path) -> RunRecord:
     if not evaluation:
         return RunRecord(scan_id, method, variant, "failed", run_dir, error="eval.json is unreadable")
     variant = str(evaluation.get("variant") or variant)
-    suspect, reasons, lobe = surface_check(run_dir)
+    suspect, reasons, lobe, tear = surface_check(run_dir)
     if evaluation.get("metrics") is None:
         return RunRecord(
             scan_id,
@@ -148,6 +151,7 @@ def _record(run_dir: Path) -> RunRecord:
             suspect=suspect,
             suspect_reasons=reasons,
             lobe=lobe,
+            tear=tear,
         )
     return RunRecord(
         scan_id,
@@ -160,20 +164,21 @@ def _record(run_dir: Path) -> RunRecord:
         suspect=suspect,
         suspect_reasons=reasons,
         lobe=lobe,
+        tear=tear,
     )
 
 
-def surface_check(run_dir: Path) -> tuple[bool | None, list[str], bool]:
+def surface_check(run_dir: Path) -> tuple[bool | None, list[str], bool, bool]:
     """Whether the fit's surface check (``meta.json`` → ``surface_check``) flagged the mesh, why, and
-    whether the fit kept it with a lobe.
+    whether the fit kept it with a lobe, and with a tear.
 
     Suspect is None when the run has no such check (baselines, fits from before the check).
     """
     check = read_json_object_or_empty(run_dir / "meta.json").get("surface_check")
     if not isinstance(check, dict) or not isinstance(check.get("suspect"), bool):
-        return None, [], False
+        return None, [], False, False
     reasons = [str(reason) for reason in check.get("reasons") or []]
-    return check["suspect"], reasons, check.get("has_lobe") is True
+    return check["suspect"], reasons, check.get("has_lobe") is True, check.get("has_tear") is True
 
 
 def flat_metrics(evaluation: dict) -> dict[str, float]:
@@ -251,16 +256,21 @@ def _method_summary(records: list[RunRecord]) -> dict:
         "suspect": sum(r.suspect is True for r in finished),
         "surface_checked": sum(r.suspect is not None for r in finished),
         "lobes": sum(r.lobe for r in finished),
+        "tears": sum(r.tear for r in finished),
         "metrics": metrics,
     }
 
 
 def meshes_text(method_summary: dict) -> str:
     """'3, suspect 1': the meshes a mean is over and how many of them are suspect ('–': none checked),
-    then ', lobe k' when k of them were kept with a lobe beyond the closure."""
+    then ', lobe k' when k of them were kept with a lobe beyond the closure and ', tear t' with a tear."""
     suspect = method_summary["suspect"] if method_summary["surface_checked"] else "–"
-    lobes = method_summary.get("lobes", 0)
-    return f"{method_summary['n']}, suspect {suspect}" + (f", lobe {lobes}" if lobes else "")
+    lobes, tears = method_summary.get("lobes", 0), method_summary.get("tears", 0)
+    return (
+        f"{method_summary['n']}, suspect {suspect}"
+        + (f", lobe {lobes}" if lobes else "")
+        + (f", tear {tears}" if tears else "")
+    )
 
 
 def mean_std_text(stats: dict | None, digits: int = 2) -> str:
@@ -286,7 +296,7 @@ def wide_rows(summary: dict) -> list[dict]:
                 "failed": s["failed"],
             }
             row |= {"pending": s["pending"], "suspect": s["suspect"], "surface_checked": s["surface_checked"]}
-            row["lobes"] = s["lobes"]
+            row["lobes"], row["tears"] = s["lobes"], s.get("tears", 0)
             for metric in WIDE_METRICS:
                 stats = s["metrics"].get(metric)
                 row[f"{metric}_mean"] = "" if stats is None else stats["mean"]
@@ -327,6 +337,11 @@ def markdown_table(summary: dict, records: list[RunRecord], title: str = "Recons
     if lobed:
         lines += [f"## Meshes kept with a lobe beyond the closure ({len(lobed)})", ""]
         lines += [f"- {r.scan_id} / {r.method}" for r in lobed]
+        lines.append("")
+    torn = [r for r in records if r.tear]
+    if torn:
+        lines += [f"## Meshes kept with a tear ({len(torn)})", ""]
+        lines += [f"- {r.scan_id} / {r.method}" for r in torn]
         lines.append("")
     failed = [r for r in records if r.status == "failed"]
     if failed:

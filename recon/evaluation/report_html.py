@@ -33,6 +33,7 @@ CHAMFERS = (("chamfer_l1_x1000", "Chamfer L1"), ("chamfer_l2_x1000", "Chamfer L2
 _THUMB_FACES = 6_000
 _SUSPECT_MARK = "⚠ suspect"
 _LOBE_MARK = "◌ lobe"
+_TEAR_MARK = "✂ tear"
 
 
 _CSS = """
@@ -41,7 +42,7 @@ table{border-collapse:collapse;margin:8px 0 16px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .failed{color:#b00020} .muted{color:#777;font-size:90%} img.plot{max-width:100%}
-td.suspect{background:#fff3cd}td.lobe{background:#eef3ff}
+td.suspect{background:#fff3cd}td.lobe{background:#eef3ff}td.tear{background:#f3eeff}
 img.thumb{width:160px;height:160px;object-fit:contain;background:#fafafa}
 iframe.view{width:640px;height:480px;border:1px solid #ccc;display:block}
 """
@@ -150,7 +151,8 @@ def _per_scan_table(records: list[RunRecord]) -> str:
     return (
         "<p class='muted'>Chamfer L1 / Chamfer L2, ×1000 of the GT bounding-box diagonal; "
         f"{_SUSPECT_MARK} marks a mesh the fit's surface check flagged as suspect (hover for why), "
-        f"{_LOBE_MARK} one kept with a lobe beyond the scan's closure that no reseed freed it of.</p>"
+        f"{_LOBE_MARK} one kept with a lobe beyond the scan's closure that no reseed freed it of, "
+        f"{_TEAR_MARK} one kept torn away from part of its scan.</p>"
         f"<table id='per-scan'><tr><th>scan</th><th>variant</th>{head}</tr>{''.join(rows)}</table>"
     )
 
@@ -166,6 +168,9 @@ def _scan_cell(record: RunRecord | None) -> str:
         if record.lobe:
             why = "kept with a lobe beyond the scan's closure (surface_check.has_lobe in meta.json)"
             return f"<td class='num lobe' title='{_e(why)}'>{l1:.2f} / {l2:.2f} {_LOBE_MARK}</td>"
+        if record.tear:
+            why = "kept torn away from part of its scan (surface_check.has_tear in meta.json)"
+            return f"<td class='num tear' title='{_e(why)}'>{l1:.2f} / {l2:.2f} {_TEAR_MARK}</td>"
         return f"<td class='num'>{l1:.2f} / {l2:.2f}</td>"
     if record.status == "failed":
         return f"<td class='failed' title='{_e(record.error)}'>failed</td>"

@@ -8,7 +8,8 @@ over that cost. The same N on another machine rebuilds the same model (same seed
 that machine's speed; the measured wall of every run is reported beside it, so the equality can be checked.
 
 Resumable across sessions: a cell whose summary is in ``results/`` (committed) is skipped; a cell whose run
-folder holds a checkpoint resumes. One CPU thread per run, ``--workers`` runs at a time.
+folder holds a checkpoint resumes. One CPU thread per run, ``--workers`` runs at a time; drivers started
+side by side share the cells through lock files in ``--out``.
 
     .venv/bin/python bench/robust/protocol/run_protocol.py --out bench/out/protocol --workers 2
     .venv/bin/python bench/robust/protocol/run_protocol.py --table      # results/*.json -> table.md
@@ -139,7 +140,33 @@ def model_sha256(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
-def run_cell(dataset: str, variant: str, seed: int, steps: int, out: Path, results: Path) -> dict:
+def claim(lock: Path) -> bool:
+    """Take the cell's lock file (another driver may share ``--out``); a lock of a dead process is stale."""
+    try:
+        with lock.open("x") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False
+        except (ProcessLookupError, ValueError):
+            lock.unlink(missing_ok=True)
+            return claim(lock)
+
+
+def run_cell(dataset: str, variant: str, seed: int, steps: int, out: Path, results: Path) -> dict | None:
+    name = cell_name(dataset, variant, seed)
+    lock = out / f"{name}.lock"
+    if (results / f"{name}.json").exists() or not claim(lock):
+        return None
+    try:
+        return _run_claimed_cell(dataset, variant, seed, steps, out, results)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_claimed_cell(dataset: str, variant: str, seed: int, steps: int, out: Path, results: Path) -> dict:
     name = cell_name(dataset, variant, seed)
     run = out / name
     train = [RECON, "robust", "train", "--dataset", dataset, "--eps", f"{EPS:g}", "--steps", str(steps),
