@@ -123,10 +123,10 @@ class SurfaceCheckConfig:
     diagonal on the bench) does not reach it."""
     max_tear_share: float = 0.005
     """Above this share of the scan in torn patches a mesh *has a tear* (``has_tear``; not suspect, a
-    quality loss to repair like a lobe). Calibrated on 205 finished fits of the bench, the no-normals family
+    quality loss to repair like a lobe). Calibrated on 396 finished fits of the bench, the no-normals family
     and the open set (bench/surface_check/tears.md): fits within 1.15× of their scan's best reach at most
-    0.0027 (head_partial's chin and neck, 0.0017–0.0025 on every seed); a torn foot (CD-L1 1.3× the other
-    draws) 0.011, a noisy one-sided body torn at the arm 0.010 (1.28×)."""
+    0.0027 (head_partial's chin and neck 0.0017–0.0025 on every draw); a torn foot (CD-L1 1.34× the best
+    draw) 0.011, a noisy one-sided body (1.28×) 0.010."""
     closure_margin: float = 0.1
     """Invented surface lies *beyond the closure* where the scan's winding number w is below this: the
     global inside/outside puts it clearly outside, whereas a cap closing a hole or an unseen side lies

