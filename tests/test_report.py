@@ -305,35 +305,27 @@ def test_interactive_view_draws_the_mesh(bench, tmp_path):
     assert (grey[:20] > 0.95).mean() > 0.9, "the background should stay white"
 
 
-def test_a_mesh_kept_with_a_lobe_is_counted_beside_the_suspect_ones(bench):
+@pytest.mark.parametrize(
+    "flaw, heading, column",
+    [
+        ({"has_lobe": True, "invented_beyond_closure_share": 0.03}, "a lobe beyond the closure", "lobe"),
+        ({"has_tear": True, "scan_torn_patches": 0.011}, "a tear", "tear"),
+    ],
+)
+def test_a_mesh_kept_with_a_lobe_or_a_tear_is_counted_beside_the_suspect_ones(bench, flaw, heading, column):
     bench, _ = bench
-    check = SURFACE_CHECKS["egg", "levelset"] | {"has_lobe": True, "invented_beyond_closure_share": 0.03}
+    check = SURFACE_CHECKS["egg", "levelset"] | flaw
     write_json(
         bench / "runs" / "egg" / "levelset" / "meta.json", {"method": "levelset", "surface_check": check}
     )
     table = write_report(bench, interactive=False).markdown
-    assert "| 3, suspect 1, lobe 1 |" in table.split("## All scans")[1].split("##")[0]
-    assert "## Meshes kept with a lobe beyond the closure (1)\n\n- egg / levelset" in table
+    assert f"| 3, suspect 1, {column} 1 |" in table.split("## All scans")[1].split("##")[0]
+    assert f"## Meshes kept with {heading} (1)\n\n- egg / levelset" in table
     with open(bench / "results_wide.csv") as f:
         wide = {(r["variant"], r["method"]): r for r in csv.DictReader(f)}
-    assert wide["all", "levelset"]["lobes"] == "1" and wide["all", "poisson"]["lobes"] == "0"
+    other = {"lobe": "tears", "tear": "lobes"}[column]
+    assert wide["all", "levelset"][f"{column}s"] == "1" and wide["all", "levelset"][other] == "0"
+    assert wide["all", "poisson"][f"{column}s"] == "0"
     write_report(bench, interactive=True)
     per_scan = (bench / "report.html").read_text().split("id='per-scan'>")[1].split("</table>")[0]
-    assert per_scan.count("class='num lobe'") == 1 and per_scan.count("class='num suspect'") == 1
-
-
-def test_a_mesh_kept_with_a_tear_is_counted_beside_the_suspect_ones(bench):
-    bench, _ = bench
-    check = SURFACE_CHECKS["egg", "levelset"] | {"has_tear": True, "scan_torn_patches": 0.011}
-    write_json(
-        bench / "runs" / "egg" / "levelset" / "meta.json", {"method": "levelset", "surface_check": check}
-    )
-    table = write_report(bench, interactive=False).markdown
-    assert "| 3, suspect 1, tear 1 |" in table.split("## All scans")[1].split("##")[0]
-    assert "## Meshes kept with a tear (1)\n\n- egg / levelset" in table
-    with open(bench / "results_wide.csv") as f:
-        wide = {(r["variant"], r["method"]): r for r in csv.DictReader(f)}
-    assert wide["all", "levelset"]["tears"] == "1" and wide["all", "levelset"]["lobes"] == "0"
-    write_report(bench, interactive=True)
-    per_scan = (bench / "report.html").read_text().split("id='per-scan'>")[1].split("</table>")[0]
-    assert per_scan.count("class='num tear'") == 1
+    assert per_scan.count(f"class='num {column}'") == 1 and per_scan.count("class='num suspect'") == 1

@@ -61,8 +61,8 @@ def test_every_method_trains_and_writes_a_run_folder(tmp_path, method):
     assert config.method == method and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    config = _tiny("levelset", epochs=3)
+def _straight_and_resumed(config: TrainConfig, tmp_path) -> tuple[dict, dict]:
+    """Checkpoints of one uninterrupted run and of one interrupted after its first epoch, then resumed."""
     straight = train_run(config, tmp_path / "straight")
 
     def stop_after_first(log):
@@ -75,9 +75,14 @@ def test_resume_equals_uninterrupted(tmp_path):
     resume_run(tmp_path / "resumed")
     a = torch.load(straight.run_dir / "checkpoints" / "latest.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "latest.pt", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 3
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+    return a, b
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    a, b = _straight_and_resumed(_tiny("levelset", epochs=3), tmp_path)
+    assert a["epoch"] == b["epoch"] == 3
     with pytest.raises(RunDirError, match="already trained"):
         resume_run(tmp_path / "resumed")
 
@@ -97,21 +102,8 @@ def test_a_step_length_run_stops_part_way_through_an_epoch_and_halves_the_rate_b
 
 def test_a_step_length_run_resumed_and_extended_equals_one_run_of_the_same_order(tmp_path):
     """Stopping after the first epoch and resuming gives the uninterrupted model; --steps extends a done run."""
-    config = _tiny("levelset", steps=5, warmup_epochs=0)
-    straight = train_run(config, tmp_path / "straight")
-
-    def stop_after_first(log):
-        if log.epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, tmp_path / "resumed", progress=stop_after_first)
-    resume_run(tmp_path / "resumed")
-    a = torch.load(straight.run_dir / "checkpoints" / "latest.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoints" / "latest.pt", weights_only=True)
+    a, b = _straight_and_resumed(_tiny("levelset", steps=5, warmup_epochs=0), tmp_path)
     assert a["step"] == b["step"] == 5
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
     with pytest.raises(RunDirError, match="already trained 5 steps; pass a larger --steps"):
         resume_run(tmp_path / "resumed")
     assert resume_run(tmp_path / "resumed", steps=8).steps == 8
