@@ -36,10 +36,12 @@ def noise_scale(points: np.ndarray) -> float:
     return float(np.median(np.sqrt(np.maximum(eigenvalues[:, 0], 0.0))))
 
 
-def measure(run: Path, noise_factor: float) -> dict:
+def prepared_distances(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The run's scan prepared as its fit prepared it (n, 3), 20,000 of those points (seed 0) (m, 3), their
+    distances to the run's mesh.ply in diagonals (m,) (resolved up to 0.05), and the scan's diagonal."""
     from recon.core.config import FitConfig
     from recon.core.reconstruct import prepare_points
-    from recon.core.surface_check import SurfaceCheckConfig, distance_to_mesh, uncovered_patch_share
+    from recon.core.surface_check import distance_to_mesh
     from recon.io import load_mesh, load_scan
 
     resolved = json.loads((run / "config.json").read_text())
@@ -51,7 +53,13 @@ def measure(run: Path, noise_factor: float) -> dict:
     diagonal = float(np.linalg.norm(np.ptp(points, axis=0)))
     subset = points[np.random.default_rng(0).choice(len(points), min(20_000, len(points)), replace=False)]
     to_mesh = distance_to_mesh(subset, np.asarray(mesh.vertices), np.asarray(mesh.faces), cap=0.05 * diagonal)
-    to_mesh = to_mesh / diagonal
+    return points, subset, to_mesh / diagonal, diagonal
+
+
+def measure(run: Path, noise_factor: float) -> dict:
+    from recon.core.surface_check import SurfaceCheckConfig, uncovered_patch_share
+
+    points, subset, to_mesh, diagonal = prepared_distances(run)
     noise = noise_scale(points) / diagonal
     tolerance = max(0.01, noise_factor * noise)
     far = to_mesh > 0.01

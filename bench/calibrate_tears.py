@@ -24,29 +24,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_spread import run_dir_of  # noqa: E402
+from calibrate_coverage import prepared_distances  # noqa: E402
 
 DEPTHS = (0.01, 0.015, 0.02, 0.03)
 GOOD, WORSE = 1.15, 1.2
 
 
 def measure(run: Path) -> dict:
-    from recon.core.config import FitConfig
-    from recon.core.reconstruct import prepare_points
-    from recon.core.surface_check import SurfaceCheckConfig, distance_to_mesh, uncovered_patch_share
-    from recon.io import load_mesh, load_scan
+    from recon.core.surface_check import SurfaceCheckConfig, uncovered_patch_share
 
-    resolved = json.loads((run / "config.json").read_text())
-    work, _, normalization = prepare_points(
-        load_scan(resolved["scan"]).points, None, FitConfig.from_dict(resolved)
-    )
-    points = normalization.to_scan(work)
-    mesh = load_mesh(run / "mesh.ply")
-    diagonal = float(np.linalg.norm(np.ptp(points, axis=0)))
-    subset = points[np.random.default_rng(0).choice(len(points), min(20_000, len(points)), replace=False)]
-    distance = distance_to_mesh(
-        subset, np.asarray(mesh.vertices), np.asarray(mesh.faces), cap=0.05 * diagonal
-    )
-    distance /= diagonal
+    _, subset, distance, _ = prepared_distances(run)
     rule = SurfaceCheckConfig()
     return {
         f"p{depth}": uncovered_patch_share(
