@@ -198,12 +198,13 @@ def train_cmd(dataset, run_dir, force, **options) -> None:
 @_certify_option("limit", type=click.IntRange(min=1))
 @_certify_option("attack_steps", type=click.IntRange(min=1))
 @_certify_option("attack_targets", type=click.IntRange(min=1))
+@_certify_option("attack_queries", type=click.IntRange(min=1))
 @_certify_option("seed", type=SEED)
 @click.option("--force", is_flag=True, help="Overwrite certify-<norm>.json.")
 def certify_cmd(run_dir, force, **options) -> None:
     """Clean accuracy, certified accuracy at each ε (margin/(√2·L) in ℓ2) and empirical robust accuracy
-    under PGD-margin + APGD (CE, DLR) + APGD-T + targeted margin PGD; certified examples broken by an attack
-    are counted as violations."""
+    under PGD-margin + APGD (CE, DLR) + APGD-T + targeted margin PGD + Square; certified examples broken by
+    an attack are counted as violations."""
     from recon.lipschitz.experiments import CertifyConfig, certify_classifier, load_classifier, load_images
     from recon.lipschitz.plots import plot_certify
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from recon.cli.options import NON_NEGATIVE, POSITIVE, SEED, CommaList, OneLineErrors, options_of
+from recon.cli.options import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    CommaList,
+    FiniteFloatRange,
+    OneLineErrors,
+    options_of,
+)
 from recon.device import DEVICE_NAMES
 from recon.errors import InputError, ReconError, RunDirError
 
@@ -122,6 +130,8 @@ def _given(name: str) -> bool:
 @_attack_option("targets", type=click.IntRange(min=1))
 @_attack_option("targeted_steps", type=click.IntRange(min=1))
 @_attack_option("targeted_restarts", type=click.IntRange(min=1))
+@_attack_option("square_queries", type=click.IntRange(min=1))
+@_attack_option("square_p_init", type=FiniteFloatRange(min=0, max=1, min_open=True))
 @_attack_option("seed", type=SEED)
 @_attack_option("device", type=click.Choice(DEVICE_NAMES))
 @click.option("--force", is_flag=True, help="Replace an existing evaluation with the same settings.")

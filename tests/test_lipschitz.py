@@ -404,7 +404,8 @@ def test_cli_train_certify_certified_never_exceeds_empirical(tmp_path, capsys):
     run = tmp_path / "run"
     train = ["train", "digits", "-o", str(run), "--widths", "32,32", "--epochs", "3", "--limit", "400"]
     assert _run(train) == 0
-    certify = ["certify", str(run), "--limit", "80", "--eps", "0.05,0.3,0.8", "--attack-steps", "5"]
+    certify = ["certify", str(run), "--limit", "80", "--eps", "0.05,0.3,0.8", "--attack-steps", "5",
+               "--attack-queries", "300"]  # fmt: skip
     assert _run(certify) == 0
     result = json.loads((run / "certify-l2.json").read_text())
     assert result["empirical_lipschitz_l2"]["value"] <= result["bounds"]["l2"] * (1 + REL_TOL)

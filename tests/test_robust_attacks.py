@@ -53,6 +53,7 @@ def test_attacks_stay_in_the_ball_and_reduce_accuracy(digits_model, norm):
         "apgd": atk.apgd(model, x, y, eps, norm=norm, steps=10, generator=gen),
         "apgd-t": atk.apgd_targeted(model, x, y, eps, norm=norm, n_targets=3, steps=10, generator=gen),
         "pgd-t": atk.pgd_targeted(model, x, y, eps, norm=norm, n_targets=3, steps=10, generator=gen),
+        "square": atk.square(model, x, y, eps, norm=norm, queries=300, generator=gen),
         "deepfool": atk.deepfool_attack(model, x, eps, norm=norm),
         "universal": (
             x + atk.universal_perturbation(model, x[:30], eps, norm=norm, passes=1, generator=gen)
@@ -364,7 +365,9 @@ def test_targeted_losses_and_runner_ups_by_hand():
 
 
 @pytest.mark.parametrize("change", [{"targets": 0}, {"targeted_steps": 0}, {"targeted_restarts": 0},
-                                    {"seed": -1}, {"seed": 2**32}])  # fmt: skip
+                                    {"seed": -1}, {"seed": 2**32}, {"square_queries": 0},
+                                    {"square_p_init": 0.0}, {"square_p_init": 1.5},
+                                    {"square_p_init": float("nan")}])  # fmt: skip
 def test_attack_config_refuses_what_its_options_refuse(change):
     with pytest.raises(ConfigError):
         AttackConfig(eps=0.1, **change).validate()

@@ -454,8 +454,8 @@ def _robust_under_attacks(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, config: CertifyConfig
 ) -> torch.Tensor:
     """(n,) bool: still correct under PGD-margin, APGD (CE, DLR), APGD-T and targeted margin PGD (each
-    towards ``config.attack_targets`` runner-up classes), per-example worst case; every attack stays in
-    the ε-ball of ``config.norm`` and in the [0, 1] pixel box."""
+    towards ``config.attack_targets`` runner-up classes) and Square, per-example worst case; every attack
+    stays in the ε-ball of ``config.norm`` and in the [0, 1] pixel box."""
     from recon.robust import attacks
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -468,6 +468,9 @@ def _robust_under_attacks(
         attacks.apgd(model, x, y, eps, loss="dlr", **common),
         attacks.apgd_targeted(model, x, y, eps, **targeted),
         attacks.pgd_targeted(model, x, y, eps, **targeted),
+        attacks.square(
+            model, x, y, eps, norm=config.norm, queries=config.attack_queries, generator=generator
+        ),
     ]
     with torch.no_grad():
         for adversarial in runs:
@@ -489,6 +492,8 @@ class CertifyConfig:
     """Iterations of each attack (PGD-margin, APGD-CE, APGD-DLR; APGD-T and targeted PGD per target)."""
     attack_targets: int = 9
     """Runner-up classes APGD-T and targeted margin PGD aim at in turn (AutoAttack: 9)."""
+    attack_queries: int = 5_000
+    """Model queries per image of the gradient-free Square attack (AutoAttack: 5,000)."""
     lipschitz_check_points: int = 200
     """Images the empirical ℓ2 Lipschitz constant is measured on."""
     seed: int = 0
@@ -502,9 +507,10 @@ class CertifyConfig:
             raise ConfigError(f"unknown norm {self.norm!r}; use l2 or linf")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be positive, got {self.limit}")
-        if min(self.attack_steps, self.attack_targets, self.lipschitz_check_points) < 1:
+        if min(self.attack_steps, self.attack_targets, self.attack_queries, self.lipschitz_check_points) < 1:
             raise ConfigError(
-                "--attack-steps, --attack-targets and the Lipschitz check points must be positive"
+                "--attack-steps, --attack-targets, --attack-queries and the Lipschitz check points must be"
+                " positive"
             )
         _check_seed(self.seed)
 
@@ -515,7 +521,7 @@ def certify_classifier(
     """Clean, certified and empirically robust accuracy at each ε, plus a check of the Lipschitz bound.
 
     Certified at ε means radius > ε. Empirical robustness is the per-example worst case of PGD on the
-    margin, APGD on cross-entropy and DLR, APGD-T and targeted margin PGD (recon.robust.attacks). A
+    margin, APGD on cross-entropy and DLR, APGD-T, targeted margin PGD and Square (recon.robust.attacks). A
     certified example that an attack breaks would disprove the certificate: ``violations`` counts them
     (must be 0).
     """

@@ -12,6 +12,9 @@ APGD-T: APGD on the targeted DLR loss towards each of the top runner-up classes 
     standard composition: 9 targets, 100 iterations, 1 restart each).
 PGD-T: PGD on the targeted margin f_t − f_y from x and from random starts, towards each top runner-up
     class t in turn.
+Square: the score-based random search of Andriushchenko et al. (2020), AutoAttack's gradient-free member
+    (5,000 queries): it needs only the logits, so a model whose gradients are useless (masked, shattered,
+    zero) cannot hide from it the way it hides from every gradient attack above.
 DeepFool: minimal perturbation by iterated linearization (L2 or L∞), projected onto the ε-ball.
 Universal: one perturbation v for all inputs, accumulated from DeepFool steps (Moosavi-Dezfooli et al. 2017).
 """
@@ -30,7 +33,7 @@ from torch.nn import functional
 from recon.robust.boundary import margin
 
 NORMS = ("linf", "l2")
-ATTACKS = ("fgsm", "pgd", "pgd-margin", "apgd", "apgd-t", "pgd-t", "deepfool", "universal")
+ATTACKS = ("fgsm", "pgd", "pgd-margin", "apgd", "apgd-t", "pgd-t", "square", "deepfool", "universal")
 
 
 # --------------------------------------------------------------------------- norms and projections
@@ -354,6 +357,171 @@ def pgd_targeted(
         generator=generator,
     )
     return _over_runner_ups(model, x, labels, n_targets, attack)
+
+
+SQUARE_HALVINGS = (10, 50, 200, 500, 1_000, 2_000, 4_000, 6_000, 8_000)
+"""Square halves the share of the image it changes after these ten-thousandths of its query budget."""
+
+
+def square_fraction(p_init: float, query: int, queries: int) -> float:
+    """Share p of the pixels one Square update changes at ``query`` of ``queries``: ``p_init`` halved each
+    time the query passes one of :data:`SQUARE_HALVINGS` (in ten-thousandths of the budget)."""
+    position = int(query / queries * 10_000)
+    return p_init / 2 ** sum(position > mark for mark in SQUARE_HALVINGS)
+
+
+def square(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    queries: int = 5_000,
+    p_init: float = 0.8,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Square attack (Andriushchenko et al. 2020): random search over square patches of the image.
+
+    Each query changes one random s×s window (the same window for every example, side s from
+    :func:`square_fraction`) of the best image found so far, and keeps the change for the examples whose
+    margin f_r − f_y grew; an example stops once it is misclassified. L∞: the window is set to x ± ε, one
+    random sign per channel, starting from vertical stripes of ±ε. L2: the perturbation's mass inside the
+    window and inside a second random window is redrawn into the first as a centred pseudo-Gaussian bump
+    of random sign, and the whole perturbation is rescaled onto the sphere ‖δ‖₂ = ε. Images of any shape
+    (n, ...) are searched as (n, C, H, W), flat ones as (n, 1, 1, d). Only forward passes, no gradients.
+
+    Returns adversarial (n, ...) images inside the ε-ball and [0, 1]; the start counts as the first query.
+    """
+    images = x.reshape(len(x), 1, 1, -1) if x.dim() < 4 else x
+    with torch.no_grad():
+        if norm == "linf":
+            best = _square_linf(model, images, labels, eps, queries, p_init, x.shape, generator)
+        else:
+            best = _square_l2(model, images, labels, eps, queries, p_init, x.shape, generator)
+    return best.reshape(x.shape)
+
+
+def _square_margins(model, shape) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda images, labels: margin(model(images.reshape(-1, *shape[1:])), labels)
+
+
+def _random_signs(shape: tuple[int, ...], generator, like: torch.Tensor) -> torch.Tensor:
+    signs = torch.randint(0, 2, shape, generator=generator).to(like.device, like.dtype)
+    return 2.0 * signs - 1.0
+
+
+def _window(height: int, width: int, side: int, generator) -> tuple[slice, slice]:
+    """A random side×side window (clipped to a 1-pixel-high image's width) of a height×width image."""
+    rows, cols = min(side, height), min(side, width)
+    top = int(torch.randint(0, height - rows + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - cols + 1, (1,), generator=generator))
+    return slice(top, top + rows), slice(left, left + cols)
+
+
+def _square_side(p: float, height: int, width: int, smallest: int) -> int:
+    """Window side covering a share p of the image: at least ``smallest``, below the image's shorter
+    side when there is room (a window as large as the image would redraw all of it at once)."""
+    side = max(int(round(math.sqrt(p * height * width))), smallest)
+    if height == 1:
+        return max(min(int(round(p * width)), width - 1), 1)
+    return max(min(side, min(height, width) - 1), 1)
+
+
+def _square_linf(model, x, labels, eps, queries, p_init, shape, generator) -> torch.Tensor:
+    n, channels, height, width = x.shape
+    margins = _square_margins(model, shape)
+    best = (x + eps * _random_signs((n, channels, 1, width), generator, x)).clamp(0.0, 1.0)
+    best_margin = margins(best, labels)
+    for query in range(1, queries):
+        rows = torch.nonzero(best_margin <= 0).squeeze(1)
+        if len(rows) == 0:
+            break
+        side = _square_side(square_fraction(p_init, query, queries), height, width, 1)
+        hs, ws = _window(height, width, side, generator)
+        base, current = x[rows][:, :, hs, ws], best[rows][:, :, hs, ws]
+        window = (base + eps * _random_signs((len(rows), channels, 1, 1), generator, x)).clamp(0.0, 1.0)
+        # A draw equal to the window already there would waste the query: take the opposite signs.
+        same = ((window - current).abs().amax(dim=(1, 2, 3)) < 1e-7)[:, None, None, None]
+        window = torch.where(same, (2.0 * base - window).clamp(0.0, 1.0), window)
+        candidate = best[rows].clone()
+        candidate[:, :, hs, ws] = (base + (window - base).clamp(-eps, eps)).clamp(0.0, 1.0)
+        value = margins(candidate, labels[rows])
+        better = value > best_margin[rows]
+        best[rows[better]] = candidate[better]
+        best_margin[rows[better]] = value[better]
+    return best
+
+
+def square_bump(side: int) -> torch.Tensor:
+    """(side, side) L2-unit pattern of L2-Square: concentric squares weighted 1/(k+1)² summed from the
+    centre outwards, positive in the top half and negative in the bottom half."""
+
+    def rings(rows: int, cols: int) -> torch.Tensor:
+        i = (torch.arange(rows) - (rows - 1) / 2).abs()[:, None]
+        j = (torch.arange(cols) - (cols - 1) / 2).abs()[None, :]
+        ring = torch.maximum(i, j).floor().long()
+        levels = torch.arange(max(rows, cols))
+        weight = (1.0 / (levels + 1.0) ** 2).flip(0).cumsum(0).flip(0)
+        pattern = weight[ring]
+        return pattern / pattern.norm()
+
+    top = side // 2
+    bump = torch.cat([rings(top, side), -rings(side - top, side)]) if top else rings(side, side)
+    return bump / bump.norm()
+
+
+def _square_l2_start(x: torch.Tensor, generator) -> torch.Tensor:
+    """(n, C, H, W) unscaled start of L2-Square: a grid of bumps of side H // 5 (flat images: constant runs
+    of a fifth of their length), one random sign per example, channel and tile."""
+    n, channels, height, width = x.shape
+    tile_h = max(height // 5, 1)
+    tile_w = tile_h if height > 1 else max(width // 5, 1)
+    bump = (square_bump(tile_h) if height > 1 else torch.ones(1, tile_w)).to(x)
+    delta = torch.zeros_like(x)
+    for top in range(0, height - tile_h + 1, tile_h):
+        for left in range(0, width - tile_w + 1, tile_w):
+            signs = _random_signs((n, channels, 1, 1), generator, x)
+            delta[:, :, top : top + tile_h, left : left + tile_w] += bump * signs
+    return delta
+
+
+def _square_l2(model, x, labels, eps, queries, p_init, shape, generator) -> torch.Tensor:
+    n, channels, height, width = x.shape
+    margins = _square_margins(model, shape)
+    delta = _square_l2_start(x, generator)
+    best = (x + eps * delta / _per_row(_flat_norm(delta, "l2").clamp_min(1e-12), delta)).clamp(0.0, 1.0)
+    best_margin = margins(best, labels)
+    for query in range(1, queries):
+        rows = torch.nonzero(best_margin <= 0).squeeze(1)
+        if len(rows) == 0:
+            break
+        side = _square_side(square_fraction(p_init, query, queries), height, width, 3 if height > 3 else 1)
+        first, second = _window(height, width, side, generator), _window(height, width, side, generator)
+        base, current = x[rows], best[rows]
+        delta = current - base
+        in_both = torch.zeros_like(delta)
+        in_both[:, :, first[0], first[1]] = 1.0
+        in_both[:, :, second[0], second[1]] = 1.0
+        # The mass the two windows hold, plus what the ball still allows, is redrawn into the first window.
+        spare = (eps**2 - _flat_norm(delta, "l2") ** 2).clamp_min(0.0)
+        held = (delta * in_both).pow(2).sum(dim=(2, 3), keepdim=True)
+        old = delta[:, :, first[0], first[1]]
+        old = old / old.pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        rows_in, cols_in = old.shape[2], old.shape[3]
+        bump = (square_bump(rows_in) if rows_in == cols_in else torch.ones(rows_in, cols_in)).to(x)
+        new = bump * _random_signs((len(rows), channels, 1, 1), generator, x) + old
+        new = new / new.pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        new = new * (_per_row(spare, delta) / channels + held).sqrt()
+        delta[:, :, second[0], second[1]] = 0.0
+        delta[:, :, first[0], first[1]] = new
+        length = _per_row(_flat_norm(delta, "l2").clamp_min(1e-12), delta)
+        candidate = (base + eps * delta / length).clamp(0.0, 1.0)
+        value = margins(candidate, labels[rows])
+        better = value > best_margin[rows]
+        best[rows[better]] = candidate[better]
+        best_margin[rows[better]] = value[better]
+    return best
 
 
 def _candidate_gradients(

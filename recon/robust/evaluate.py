@@ -21,6 +21,7 @@ ATTACK_DESCRIPTIONS = {
     "apgd": "APGD-CE and APGD-DLR (Croce & Hein 2020), step-size adaptation and momentum",
     "apgd-t": "APGD-T (AutoAttack): APGD on the targeted DLR loss towards each top runner-up class in turn",
     "pgd-t": "targeted margin PGD: f_t − f_y maximized from x and random starts for each top runner-up class",
+    "square": "Square (Andriushchenko et al. 2020): gradient-free random search over square patches",
     "deepfool": "DeepFool minimal perturbation projected onto the ε-ball",
     "universal": "one universal perturbation (DeepFool increments) for all evaluated images",
 }
@@ -36,8 +37,8 @@ class AttackConfig:
     norm: str = "linf"
     """linf | l2: the norm of the threat model."""
     attacks: tuple[str, ...] = atk.ATTACKS
-    """fgsm | pgd | pgd-margin | apgd | apgd-t | pgd-t | deepfool | universal | all (comma-separated list
-    accepted)."""
+    """fgsm | pgd | pgd-margin | apgd | apgd-t | pgd-t | square | deepfool | universal | all (comma-separated
+    list accepted)."""
     steps: int = 40
     """PGD iterations."""
     step_size: float | None = None
@@ -52,6 +53,10 @@ class AttackConfig:
     """Iterations of targeted margin PGD (pgd-t) per target and restart."""
     targeted_restarts: int = 2
     """Starts of targeted margin PGD per target: x itself, then random points of the ball."""
+    square_queries: int = 5_000
+    """Model queries of the Square attack per image (AutoAttack: 5,000)."""
+    square_p_init: float = 0.8
+    """Share of the image Square's first updates change, halved on its schedule (AutoAttack: 0.8)."""
     universal_images: int = 100
     """Images the universal perturbation is fitted on (it is then applied to all)."""
     seed: int = 0
@@ -77,11 +82,14 @@ class AttackConfig:
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
             raise ConfigError(f"--step-size must be positive, got {self.step_size}")
         counts = (self.steps, self.restarts, self.apgd_steps, self.targets, self.targeted_steps,
-                  self.targeted_restarts, self.universal_images, self.batch_size, self.n_images)  # fmt: skip
+                  self.targeted_restarts, self.square_queries, self.universal_images, self.batch_size,
+                  self.n_images)  # fmt: skip
         if min(counts) < 1:
             raise ConfigError(
-                "steps, restarts, APGD steps, targets, image counts and the batch size must be positive"
+                "steps, restarts, APGD steps, targets, queries, image counts and the batch size must be positive"
             )
+        if not (math.isfinite(self.square_p_init) and 0 < self.square_p_init <= 1):
+            raise ConfigError(f"--square-p-init must be in (0, 1], got {self.square_p_init}")
         check_seed(self.seed)
         if self.device not in DEVICE_NAMES:
             raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICE_NAMES)}")
@@ -222,6 +230,17 @@ def _attack_batch(
             steps=config.apgd_steps,
             generator=generator,
         )
+    if name == "square":
+        return atk.square(
+            model,
+            x,
+            y,
+            eps,
+            norm=norm,
+            queries=config.square_queries,
+            p_init=config.square_p_init,
+            generator=generator,
+        )
     if name == "pgd-t":
         return atk.pgd_targeted(
             model,
@@ -242,5 +261,5 @@ def _attack_batch(
         ]
         with torch.no_grad():
             margins = [atk.margin(model(r), y) for r in runs]
-        return torch.where((margins[1] > margins[0]).reshape(-1, 1, 1, 1), runs[1], runs[0])
+        return torch.where(atk._per_row(margins[1] > margins[0], x), runs[1], runs[0])
     return atk.deepfool_attack(model, x, eps, norm=norm)
