@@ -235,14 +235,17 @@ class LevelSetFitter:
 
     # ---------------------------------------------------------------- training
     def learning_rate(self, step: int) -> float:
-        cfg = self.config
-        if cfg.optimizer.lr_schedule == "constant":
-            return cfg.optimizer.lr
-        if cfg.optimizer.lr_schedule == "cosine":
-            t = min(step / max(cfg.optimizer.steps, 1), 1.0)
-            final = cfg.optimizer.lr * cfg.optimizer.lr_final_factor
-            return final + 0.5 * (cfg.optimizer.lr - final) * (1.0 + math.cos(math.pi * t))
-        raise ValueError(f"unknown lr schedule {cfg.optimizer.lr_schedule!r}")
+        """The rate of optimizer step ``step`` (0-based): the schedule's, times the warm-up ramp."""
+        optimizer = self.config.optimizer
+        warmup = optimizer.lr_warmup_steps
+        ramp = min((step + 1) / warmup, 1.0) if warmup else 1.0
+        if optimizer.lr_schedule == "constant":
+            return ramp * optimizer.lr
+        if optimizer.lr_schedule == "cosine":
+            t = min(step / max(optimizer.steps, 1), 1.0)
+            final = optimizer.lr * optimizer.lr_final_factor
+            return ramp * (final + 0.5 * (optimizer.lr - final) * (1.0 + math.cos(math.pi * t)))
+        raise ValueError(f"unknown lr schedule {optimizer.lr_schedule!r}")
 
     def draw_batch(self) -> StepBatch:
         """The random part of the next step (recon.core.sampler)."""
