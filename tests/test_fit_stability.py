@@ -14,7 +14,7 @@ import torch
 from conftest import sphere_points, torus_points
 from scipy.spatial import cKDTree
 
-from recon.core.config import tiny_preset
+from recon.core.config import fast_preset, tiny_preset
 from recon.core.reconstruct import fit_scan
 from recon.io import load_mesh, save_point_cloud
 
@@ -228,3 +228,50 @@ def test_a_restored_fit_rebuilds_the_start_winding_number_exactly(tmp_path):
     assert np.array_equal(started.scan_winding()(queries), restored.scan_winding()(queries))
     inside = started.scan_winding()(np.array([[0.6, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     assert inside[0] > 0.9 and abs(inside[1]) < 0.1  # in the tube, in the hole
+
+
+def _scan_residuals(config, steps: int) -> list[float]:
+    """Mean |F| on a sphere scan at the start and after each of the first ``steps`` optimizer steps."""
+    from recon.core.fit import LevelSetFitter
+    from recon.core.reconstruct import prepare_points
+
+    points, normals = sphere_points(3000, radius=0.5, seed=0)
+    work_points, work_normals, _ = prepare_points(points, normals, config)
+    fitter = LevelSetFitter(work_points, work_normals, config)
+    residuals = []
+    for step in range(steps + 1):
+        if step:
+            fitter.train_step()
+        with torch.no_grad():
+            residuals.append(float(fitter.model(fitter.points).abs().mean()))
+    return residuals
+
+
+def test_the_first_steps_keep_the_start_surface():
+    """A fresh Adam moves every weight by about the full rate in its first step: without the warm-up the
+    fast preset's first step multiplies the start's residual on the scan (measured: 0.023 → 0.49), and what
+    regrows far from the data is the seed's. With it no early step moves the surface off the scan."""
+    config = fast_preset().with_(
+        seed=0, device="cpu", init_samples=10_000, init_steps=50, general_pool=10_000
+    )
+    assert config.optimizer.lr_warmup_steps > 0
+    warmed = _scan_residuals(config, 5)
+    assert max(warmed[1:]) <= 1.5 * warmed[0]
+    cold = _scan_residuals(config.with_(lr_warmup_steps=0), 5)
+    assert cold[0] == warmed[0]  # the same start
+    assert max(cold[1:]) > 5 * warmed[0]  # what the warm-up prevents
+
+
+def test_the_warm_up_ramps_the_rate_linearly_into_the_schedule():
+    from recon.core.fit import LevelSetFitter
+
+    points, normals = sphere_points(500, radius=0.5, seed=0)
+    config = tiny_preset().with_(seed=0, device="cpu", steps=100, lr=1e-3, lr_warmup_steps=10)
+    fitter = LevelSetFitter(points.astype(np.float32), normals.astype(np.float32), config)
+    cold = LevelSetFitter(
+        points.astype(np.float32), normals.astype(np.float32), config.with_(lr_warmup_steps=0)
+    )
+    assert fitter.learning_rate(0) == pytest.approx(0.1 * cold.learning_rate(0))
+    assert fitter.learning_rate(4) == pytest.approx(0.5 * cold.learning_rate(4))
+    for step in (9, 10, 50, 99):
+        assert fitter.learning_rate(step) == cold.learning_rate(step)
