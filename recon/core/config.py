@@ -215,9 +215,10 @@ class OptimizerConfig:
     lr_final_factor: float = 0.05
     """Final learning rate as a fraction of lr for the cosine schedule."""
     lr_warmup_steps: int = 0
-    """The rate rises linearly from lr/warmup to lr over these first steps (0 = none). A fresh Adam moves
-    every weight by about lr in its first steps whatever the gradient's size: at the fast preset's rate
-    that wrecks the start's surface in one step, and what grows back far from the data is the seed's."""
+    """The rate rises linearly from lr/warmup to lr over these first steps, at most steps // 8 (0 = none).
+    A fresh Adam moves every weight by about lr in its first steps whatever the gradient's size: at the
+    fast preset's rate that wrecks the start's surface in one step, and what grows back far from the data
+    is the seed's."""
 
     def validate(self) -> None:
         _check(
