@@ -237,8 +237,8 @@ class LevelSetFitter:
     def learning_rate(self, step: int) -> float:
         """The rate of optimizer step ``step`` (0-based): the schedule's, times the warm-up ramp."""
         optimizer = self.config.optimizer
-        # At most an eighth of the run, so that a short run (--steps 30) still spends most steps at full rate.
-        warmup = min(optimizer.lr_warmup_steps, optimizer.steps // 8)
+        # At most a quarter of the run, so that a short run (--steps 30) spends most steps at the full rate.
+        warmup = min(optimizer.lr_warmup_steps, optimizer.steps // 4)
         ramp = min((step + 1) / warmup, 1.0) if warmup else 1.0
         if optimizer.lr_schedule == "constant":
             return ramp * optimizer.lr
