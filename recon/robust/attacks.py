@@ -445,7 +445,7 @@ def _square_linf(model, x, labels, eps, queries, p_init, shape, generator) -> to
         same = ((window - current).abs().amax(dim=(1, 2, 3)) < 1e-7)[:, None, None, None]
         window = torch.where(same, (2.0 * base - window).clamp(0.0, 1.0), window)
         candidate = best[rows].clone()
-        candidate[:, :, hs, ws] = (base + (window - base).clamp(-eps, eps)).clamp(0.0, 1.0)
+        candidate[:, :, hs, ws] = window  # within ε of x and in [0, 1] by construction
         value = margins(candidate, labels[rows])
         better = value > best_margin[rows]
         best[rows[better]] = candidate[better]
@@ -487,7 +487,7 @@ def _square_l2_start(x: torch.Tensor, generator) -> torch.Tensor:
 
 
 def _square_l2(model, x, labels, eps, queries, p_init, shape, generator) -> torch.Tensor:
-    n, channels, height, width = x.shape
+    _, channels, height, width = x.shape
     margins = _square_margins(model, shape)
     delta = _square_l2_start(x, generator)
     best = (x + eps * delta / _per_row(_flat_norm(delta, "l2").clamp_min(1e-12), delta)).clamp(0.0, 1.0)
